@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * Map definitions shared by every meshbpf program object. Each object declares
+ * the same maps; the loader makes them one set of kernel maps (reusing the fds,
+ * or the pins under <pin-dir>/maps/), so the definitions must stay identical.
+ * max_entries here are defaults; the loader may override them before load.
+ */
+#ifndef MESHBPF_MAPS_H
+#define MESHBPF_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "meshbpf.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, struct mb_sock_key);
+	__type(value, __u64);
+} mb_sockets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for LPM tries */
+	__type(key, struct mb_endpoint_key);
+	__type(value, struct mb_endpoint_value);
+} mb_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct mb_policy_key);
+	__type(value, struct mb_policy_value);
+} mb_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MB_STAT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} mb_stats SEC(".maps");
+
+static __always_inline void mb_count(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&mb_stats, &idx);
+
+	/* per-CPU slot: no atomics needed */
+	if (v)
+		*v += n;
+}
+
+#endif

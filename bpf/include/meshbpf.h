@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * meshbpf kernel ABI: every struct that crosses the user/kernel boundary lives
+ * here. The TypeScript codecs in src/maps/codecs.ts mirror these layouts byte
+ * for byte; the loader checks sizes against the kernel's key/value sizes, and a
+ * unit test checks the codec sizes against the constants below.
+ *
+ * Conventions:
+ *  - IPs are 16 bytes. IPv4 is stored IPv4-mapped (::ffff:a.b.c.d) so an AF_INET
+ *    socket and a dual-stack AF_INET6 socket talking IPv4 produce the same key.
+ *  - Ports in keys are network byte order.
+ *  - All padding is explicit and zeroed, so keys hash the same on both sides.
+ */
+#ifndef MESHBPF_H
+#define MESHBPF_H
+
+#include <linux/types.h>
+
+#define MB_AF_INET 2
+#define MB_AF_INET6 10
+
+/* mb_sockets (SOCKHASH) key: one established TCP socket, seen from itself. */
+struct mb_sock_key {
+	__u32 local_ip[4];  /* 16 bytes, network order words */
+	__u32 remote_ip[4];
+	__u16 local_port;  /* network order */
+	__u16 remote_port; /* network order */
+	__u32 _pad;        /* zero */
+	/* netns cookie when the connection is on loopback (two pods may each own
+	 * 127.0.0.1:8080); 0 otherwise, so the two ends in different namespaces
+	 * produce mirror-image keys. */
+	__u64 netns_cookie;
+};
+#define MB_SOCK_KEY_SIZE 48
+
+/* mb_endpoints (LPM_TRIE) key: prefixlen counts bits of the 16-byte address;
+ * an IPv4 /24 is stored as ::ffff:a.b.c.0/120 (96 + 24). */
+struct mb_endpoint_key {
+	__u32 prefixlen; /* host order, as the LPM trie wants */
+	__u32 ip[4];
+};
+#define MB_ENDPOINT_KEY_SIZE 20
+
+#define MB_EP_LOCAL (1u << 0) /* lives on this node (node IP or local pod CIDR) */
+#define MB_EP_MESH (1u << 1)  /* part of the mesh (known to the control plane) */
+
+struct mb_endpoint_value {
+	__u32 flags;       /* MB_EP_* */
+	__u32 network_id;  /* 0 = this node's network; others never short-circuit */
+	__u32 workload_id; /* opaque id from the control plane, for explain/dump */
+	__u32 _pad;
+};
+#define MB_ENDPOINT_VALUE_SIZE 16
+
+/* mb_policy (HASH) key: a destination (server side) ip:port. */
+struct mb_policy_key {
+	__u32 ip[4];
+	__u16 port; /* network order */
+	__u16 _pad;
+};
+#define MB_POLICY_KEY_SIZE 20
+
+enum mb_verdict {
+	MB_VERDICT_NONE = 0,   /* unknown: normal path */
+	MB_VERDICT_BYPASS = 1, /* plain L4: short-circuit socket to socket */
+	MB_VERDICT_PROXY = 2,  /* L7 or authorization: must reach Envoy */
+};
+
+struct mb_policy_value {
+	__u32 verdict; /* enum mb_verdict */
+	__u32 rule_id; /* which compiled rule produced it (for explain) */
+};
+#define MB_POLICY_VALUE_SIZE 8
+
+/* mb_stats (PERCPU_ARRAY): one __u64 per counter; userspace sums over CPUs.
+ * Append only: the index is the ABI. MB_STAT_SLOTS leaves room so an upgrade
+ * that adds counters can keep reusing the pinned map. */
+enum mb_stat {
+	MB_STAT_SOCKOPS_ESTABLISHED = 0, /* active+passive established callbacks */
+	MB_STAT_INSERTED,                /* sockets inserted into mb_sockets */
+	MB_STAT_SKIP_FAMILY,             /* not AF_INET/AF_INET6 */
+	MB_STAT_SKIP_LOCAL_UNKNOWN,      /* local address not a known local mesh address */
+	MB_STAT_SKIP_REMOTE_UNKNOWN,     /* remote address not a known local mesh address */
+	MB_STAT_SKIP_NETWORK,            /* ends on different networks */
+	MB_STAT_SKIP_NO_POLICY,          /* no verdict for the server side */
+	MB_STAT_SKIP_PROXY,              /* verdict PROXY (L7 / authz) */
+	MB_STAT_INSERT_FAILED,           /* sock_hash_update failed (not map full) */
+	MB_STAT_MAP_FULL,                /* sock_hash_update failed: map full */
+	MB_STAT_REDIRECT_MSGS,           /* sk_msg redirected to the peer socket */
+	MB_STAT_REDIRECT_BYTES,
+	MB_STAT_PEER_MISSING_MSGS,       /* sk_msg found no peer: passed to the stack */
+	MB_STAT_PEER_MISSING_BYTES,
+	MB_STAT_MAX,
+};
+#define MB_STAT_SLOTS 32
+
+#endif /* MESHBPF_H */

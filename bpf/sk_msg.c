@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause)
+/*
+ * sk_msg: runs on every sendmsg of a socket in mb_sockets. Look up the peer
+ * socket by the mirror image of our key and move the message straight into its
+ * receive queue (BPF_F_INGRESS). A miss always returns SK_PASS: the message
+ * takes the normal stack, never dropped. Kept minimal: one key build, one
+ * redirect, two counter bumps.
+ */
+#include "include/maps.h"
+#include "include/ctx.h"
+
+SEC("sk_msg")
+int mb_sk_msg(struct sk_msg_md *msg)
+{
+	struct mb_sock_key self = {}, peer = {};
+	__u64 size = msg->size;
+
+	if (MB_FILL_KEY(&self, msg) < 0)
+		return SK_PASS;
+
+	/* The peer's key is ours mirrored. */
+	__builtin_memcpy(peer.local_ip, self.remote_ip, sizeof(peer.local_ip));
+	__builtin_memcpy(peer.remote_ip, self.local_ip, sizeof(peer.remote_ip));
+	peer.local_port = self.remote_port;
+	peer.remote_port = self.local_port;
+	if (mb_ip_is_loopback(self.remote_ip))
+		peer.netns_cookie = bpf_get_netns_cookie(msg);
+
+	if (bpf_msg_redirect_hash(msg, &mb_sockets, &peer, BPF_F_INGRESS) == SK_PASS) {
+		mb_count(MB_STAT_REDIRECT_MSGS, 1);
+		mb_count(MB_STAT_REDIRECT_BYTES, size);
+	} else {
+		mb_count(MB_STAT_PEER_MISSING_MSGS, 1);
+		mb_count(MB_STAT_PEER_MISSING_BYTES, size);
+	}
+	return SK_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
