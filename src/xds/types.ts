@@ -1,0 +1,102 @@
+// The contract between src/xds and its consumers (policy compiler, agent).
+// Keep the snapshot shape exactly as it is: src/policy is written against it.
+
+export const TYPE_CLUSTER = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+export const TYPE_ENDPOINT = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
+export const TYPE_LISTENER = 'type.googleapis.com/envoy.config.listener.v3.Listener';
+
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+export type JsonObject = { [k: string]: Json };
+
+/**
+ * Resources in proto3-JSON shape with snake_case field names (as Envoy's
+ * config_dump prints them); every known Any expanded as {"@type", ...fields},
+ * unknown ones kept as {"@type", "value": "<base64>"}. Treat as immutable.
+ */
+export interface XdsSnapshot {
+  clusters: Map<string, JsonObject>; // by cluster name
+  endpoints: Map<string, JsonObject>; // ClusterLoadAssignment by cluster_name
+  listeners: Map<string, JsonObject>; // by listener name
+  versions: { cds?: string; eds?: string; lds?: string };
+}
+
+export type XdsKind = 'cds' | 'eds' | 'lds';
+
+export const TYPE_URL: Record<XdsKind, string> = {
+  cds: TYPE_CLUSTER,
+  eds: TYPE_ENDPOINT,
+  lds: TYPE_LISTENER,
+};
+
+export function kindOf(typeUrl: string): XdsKind | undefined {
+  if (typeUrl === TYPE_CLUSTER) return 'cds';
+  if (typeUrl === TYPE_ENDPOINT) return 'eds';
+  if (typeUrl === TYPE_LISTENER) return 'lds';
+  return undefined;
+}
+
+export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'disconnected' | 'closed';
+
+/** Events on 'state'. */
+export type XdsStateEvent =
+  | { kind: 'connecting'; attempt: number }
+  | { kind: 'connected' }
+  | { kind: 'disconnected'; error?: string; retryInMs?: number }
+  | { kind: 'ack'; type: XdsKind; version: string; nonce: string }
+  | { kind: 'nack'; type: XdsKind; version: string; nonce: string; error: string }
+  | { kind: 'closed' }
+  /** file source: a (re)load succeeded */
+  | { kind: 'loaded'; path: string }
+  /** file source: a (re)load failed; the last good snapshot is kept */
+  | { kind: 'error'; path?: string; error: string };
+
+export interface TypeStatus {
+  /** version of the last accepted (ACKed) response */
+  lastAckVersion?: string;
+  lastAckNonce?: string;
+  lastAckAt?: Date;
+  /** version of the last rejected (NACKed) response, and why */
+  lastNackVersion?: string;
+  lastNackNonce?: string;
+  lastNackError?: string;
+  lastNackAt?: Date;
+  acks: number;
+  nacks: number;
+  /** resources currently held */
+  resources: number;
+}
+
+export interface XdsStatus {
+  state: ConnectionState;
+  mode: 'sotw' | 'delta' | 'file';
+  server?: string;
+  /** number of streams opened after the first */
+  reconnects: number;
+  lastError?: string;
+  connectedSince?: Date;
+  types: Record<XdsKind, TypeStatus>;
+}
+
+/** Optional consumer veto: return a reason to NACK the update, undefined to accept. */
+export type SnapshotValidator = (snapshot: XdsSnapshot) => string | undefined;
+
+/** What the agent needs from any source (ADS client or file). */
+export interface XdsSource {
+  on(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
+  on(event: 'state', fn: (e: XdsStateEvent) => void): this;
+  off(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
+  off(event: 'state', fn: (e: XdsStateEvent) => void): this;
+  /** the last good snapshot (empty before the first accepted update) */
+  snapshot(): XdsSnapshot;
+  status(): XdsStatus;
+  start(): Promise<void> | void;
+  close(): Promise<void> | void;
+}
+
+export function emptySnapshot(): XdsSnapshot {
+  return { clusters: new Map(), endpoints: new Map(), listeners: new Map(), versions: {} };
+}
+
+export function emptyTypeStatus(): TypeStatus {
+  return { acks: 0, nacks: 0, resources: 0 };
+}
