@@ -56,31 +56,63 @@ static __always_inline int mb_ip_is_loopback(const __u32 ip[4])
 /*
  * Fill the socket's own key from any context with the usual socket fields
  * (struct bpf_sock_ops or struct sk_msg_md). Returns 0, or -1 for a family
- * meshbpf does not handle. The 4-byte ctx loads of local_ip6[i] are what the
- * verifier allows for these arrays.
+ * meshbpf does not handle.
+ *
+ * Verifier workaround: ctx fields are read with MB_CTX_U32, an inline-asm
+ * 4-byte load at a constant offset from the ctx pointer. Plain C loads let
+ * clang compute "ctx + offset" into a register ahead of time and load through
+ * it later; the verifier refuses that ("dereference of modified ctx ptr").
  */
+#define MB_CTX_U32(ctx, field)                                                 \
+	({                                                                     \
+		__u32 __v;                                                     \
+		asm volatile("%[v] = *(u32 *)(%[c] + %[o])"                    \
+			     : [v] "=r"(__v)                                   \
+			     : [c] "r"(ctx),                                   \
+			       [o] "i"(__builtin_offsetof(typeof(*(ctx)), field))); \
+		__v;                                                           \
+	})
+
 #define MB_FILL_KEY(key, ctx)                                                  \
 	({                                                                     \
-		int __ret = 0;                                                 \
-		if ((ctx)->family == MB_AF_INET) {                             \
-			mb_ip_from_v4((key)->local_ip, (ctx)->local_ip4);      \
-			mb_ip_from_v4((key)->remote_ip, (ctx)->remote_ip4);    \
-		} else if ((ctx)->family == MB_AF_INET6) {                     \
-			/* v4-mapped AF_INET6 sockets already hold ::ffff:x */ \
-			(key)->local_ip[0] = (ctx)->local_ip6[0];              \
-			(key)->local_ip[1] = (ctx)->local_ip6[1];              \
-			(key)->local_ip[2] = (ctx)->local_ip6[2];              \
-			(key)->local_ip[3] = (ctx)->local_ip6[3];              \
-			(key)->remote_ip[0] = (ctx)->remote_ip6[0];            \
-			(key)->remote_ip[1] = (ctx)->remote_ip6[1];            \
-			(key)->remote_ip[2] = (ctx)->remote_ip6[2];            \
-			(key)->remote_ip[3] = (ctx)->remote_ip6[3];            \
-		} else {                                                       \
-			__ret = -1;                                            \
-		}                                                              \
-		(key)->local_port = mb_local_port_net((ctx)->local_port);      \
-		(key)->remote_port = mb_remote_port_net((ctx)->remote_port);   \
-		__ret;                                                         \
+		__u32 __l6[4], __r6[4];                                        \
+		__u32 __fam = MB_CTX_U32(ctx, family);                         \
+		__u32 __l4 = MB_CTX_U32(ctx, local_ip4);                       \
+		__u32 __r4 = MB_CTX_U32(ctx, remote_ip4);                      \
+		__l6[0] = MB_CTX_U32(ctx, local_ip6[0]);                       \
+		__l6[1] = MB_CTX_U32(ctx, local_ip6[1]);                       \
+		__l6[2] = MB_CTX_U32(ctx, local_ip6[2]);                       \
+		__l6[3] = MB_CTX_U32(ctx, local_ip6[3]);                       \
+		__r6[0] = MB_CTX_U32(ctx, remote_ip6[0]);                      \
+		__r6[1] = MB_CTX_U32(ctx, remote_ip6[1]);                      \
+		__r6[2] = MB_CTX_U32(ctx, remote_ip6[2]);                      \
+		__r6[3] = MB_CTX_U32(ctx, remote_ip6[3]);                      \
+		(key)->local_port = mb_local_port_net(MB_CTX_U32(ctx, local_port)); \
+		(key)->remote_port = mb_remote_port_net(MB_CTX_U32(ctx, remote_port)); \
+		mb_fill_ips(key, __fam, __l4, __r4, __l6, __r6);               \
 	})
+
+static __always_inline int mb_fill_ips(struct mb_sock_key *key, __u32 family, __u32 l4, __u32 r4,
+				       const __u32 l6[4], const __u32 r6[4])
+{
+	if (family == MB_AF_INET) {
+		mb_ip_from_v4(key->local_ip, l4);
+		mb_ip_from_v4(key->remote_ip, r4);
+		return 0;
+	}
+	if (family == MB_AF_INET6) {
+		/* v4-mapped AF_INET6 sockets already hold ::ffff:a.b.c.d */
+		key->local_ip[0] = l6[0];
+		key->local_ip[1] = l6[1];
+		key->local_ip[2] = l6[2];
+		key->local_ip[3] = l6[3];
+		key->remote_ip[0] = r6[0];
+		key->remote_ip[1] = r6[1];
+		key->remote_ip[2] = r6[2];
+		key->remote_ip[3] = r6[3];
+		return 0;
+	}
+	return -1;
+}
 
 #endif

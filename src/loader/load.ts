@@ -1,0 +1,353 @@
+// Load, pin and attach meshbpf; unload exactly what it pinned.
+//
+// Layout under the pin directory:   maps/mb_*   progs/mb_*   links/mb_sockops_cgroup
+// Loading over an existing pin directory reuses every compatible pinned map (so
+// live connections keep their sockhash entries), swaps the programs in place
+// (bpf_link_update for sockops, prog attach replaces sk_msg on the map) and
+// errors, naming the map, when a pinned map has another shape.
+import { existsSync, mkdirSync, openSync, closeSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import {
+  AttachType,
+  BpfError,
+  closeFd,
+  link as linkApi,
+  linkDetach,
+  linkInfo,
+  linkUpdate,
+  map as mapApi,
+  mapInfo,
+  MAP_TYPE_NAMES,
+  obj as objApi,
+  objGet,
+  objPin,
+  prog as progApi,
+  progAttach,
+  progDetach,
+  progInfo,
+  withLibbpfMessages,
+  type MapDef,
+  type ObjHandle,
+  type ProgHandle,
+} from '../sys/libbpf.js';
+import { DEFAULT_PIN_DIR, MAP_NAMES, pinPaths, PROG_NAMES } from '../maps/pinned.js';
+import { compileAll } from './compile.js';
+import { checkPrivileges, chooseCgroup, ensureBpffs, type CgroupChoice } from './preflight.js';
+import { UserError } from './errors.js';
+import { child } from '../log.js';
+
+const log = child('loader');
+
+export interface MapSizes {
+  maxSockets?: number;
+  maxEndpoints?: number;
+  maxPolicies?: number;
+}
+
+export interface LoadOptions extends MapSizes {
+  pinDir?: string;
+  /** explicit cgroup path (may be the root cgroup); default: the pods' cgroup */
+  cgroup?: string;
+  /** recompile even if objects are fresh */
+  forceCompile?: boolean;
+}
+
+export interface LoadResult {
+  pinDir: string;
+  cgroup: CgroupChoice;
+  programs: Array<{ name: string; id: number; tag: string }>;
+  maps: Array<{ name: string; id: number; reused: boolean; maxEntries: number }>;
+  linkId: number;
+  /** true when programs replaced an earlier load in place */
+  upgraded: boolean;
+}
+
+export const DEFAULT_SIZES = { maxSockets: 65536, maxEndpoints: 131072, maxPolicies: 65536 };
+
+function wantedMaxEntries(name: string, o: MapSizes): number | undefined {
+  if (name === 'mb_sockets') return o.maxSockets;
+  if (name === 'mb_endpoints') return o.maxEndpoints;
+  if (name === 'mb_policy') return o.maxPolicies;
+  return undefined;
+}
+
+function describeMismatch(want: MapDef, have: ReturnType<typeof mapInfo>): string | undefined {
+  const diffs: string[] = [];
+  if (want.type !== have.type) diffs.push(`type ${MAP_TYPE_NAMES[have.type] ?? have.type} != ${MAP_TYPE_NAMES[want.type] ?? want.type}`);
+  if (want.keySize !== have.keySize) diffs.push(`key_size ${have.keySize} != ${want.keySize}`);
+  if (want.valueSize !== have.valueSize) diffs.push(`value_size ${have.valueSize} != ${want.valueSize}`);
+  if (want.maxEntries !== have.maxEntries) diffs.push(`max_entries ${have.maxEntries} != ${want.maxEntries}`);
+  if (want.flags !== have.flags) diffs.push(`map_flags ${have.flags} != ${want.flags}`);
+  return diffs.length ? diffs.join(', ') : undefined;
+}
+
+class Cleanup {
+  private readonly steps: Array<() => void> = [];
+  add(step: () => void): void {
+    this.steps.push(step);
+  }
+  run(): void {
+    for (const s of this.steps.reverse()) {
+      try {
+        s();
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, 'cleanup step failed');
+      }
+    }
+    this.steps.length = 0;
+  }
+  forget(): void {
+    this.steps.length = 0;
+  }
+}
+
+export function load(opts: LoadOptions = {}): LoadResult {
+  const pinDir = opts.pinDir ?? DEFAULT_PIN_DIR;
+  const sizes = { ...DEFAULT_SIZES, ...stripUndefined(opts) };
+  checkPrivileges();
+  ensureBpffs(pinDir);
+  const cgroup = chooseCgroup(opts.cgroup);
+  if (cgroup.isRoot) log.warn({ cgroup: cgroup.path }, 'attaching to the ROOT cgroup, as requested: every socket on the host is considered');
+  const objects = compileAll(opts.forceCompile ? { force: true } : {});
+
+  const p = pinPaths(pinDir);
+  const upgraded = existsSync(p.sockopsLink);
+  const undo = new Cleanup(); // rolls back what this call created if a later step fails
+  const toClose: ObjHandle[] = [];
+  const sharedMapFds = new Map<string, number>(); // one kernel map per name across objects
+  const reused = new Set<string>();
+  const ownFds: number[] = [];
+  try {
+    for (const d of [p.root, p.maps, p.progs, p.links]) {
+      if (!existsSync(d)) {
+        mkdirSync(d);
+        undo.add(() => rmdirSync(d));
+      }
+    }
+
+    const loaded: Array<{ obj: ObjHandle; progs: Map<string, { fd: number; handle: ProgHandle }> }> = [];
+    for (const path of objects) {
+      const o = objApi.open(path);
+      toClose.push(o);
+      for (const m of objApi.maps(o)) {
+        let def = mapApi.def(m);
+        if (!MAP_NAMES.includes(def.name as (typeof MAP_NAMES)[number])) continue; // .rodata etc.
+        const want = wantedMaxEntries(def.name, sizes);
+        if (want !== undefined && want !== def.maxEntries) {
+          mapApi.setMaxEntries(m, want);
+          def = mapApi.def(m);
+        }
+        const shared = sharedMapFds.get(def.name);
+        if (shared !== undefined) {
+          mapApi.reuseFd(m, shared);
+          continue;
+        }
+        const pinPath = p.map(def.name);
+        if (existsSync(pinPath)) {
+          const fd = objGet(pinPath);
+          ownFds.push(fd);
+          const mismatch = describeMismatch(def, mapInfo(fd));
+          if (mismatch) {
+            throw new UserError(
+              `pinned map ${pinPath} is incompatible with this meshbpf (${mismatch}); ` +
+                `unload first (meshbpf unload --pin-dir ${pinDir}: accelerated connections fall back to the stack) or use another --pin-dir`,
+            );
+          }
+          mapApi.reuseFd(m, fd);
+          reused.add(def.name);
+        }
+      }
+      const logBufs = new Map<string, Buffer>();
+      for (const pr of objApi.programs(o)) {
+        const buf = Buffer.alloc(1 << 20);
+        progApi.setLogBuf(pr, buf, 0); // libbpf retries at level 1 into this buffer on failure
+        logBufs.set(progApi.name(pr), buf);
+      }
+      const r = withLibbpfMessages(() => objApi.load(o));
+      if (r.error) throw verifierError(path, r.error, logBufs, r.messages);
+      // Maps created by this load: remember their fds for the next object, pin them.
+      for (const m of objApi.maps(o)) {
+        const def = mapApi.def(m);
+        if (!MAP_NAMES.includes(def.name as (typeof MAP_NAMES)[number]) || sharedMapFds.has(def.name)) continue;
+        sharedMapFds.set(def.name, mapApi.fd(m));
+        if (!reused.has(def.name)) {
+          objPin(mapApi.fd(m), p.map(def.name));
+          const pinned = p.map(def.name);
+          undo.add(() => unlinkSync(pinned));
+        }
+      }
+      const progs = new Map<string, { fd: number; handle: ProgHandle }>();
+      for (const pr of objApi.programs(o)) progs.set(progApi.name(pr), { fd: progApi.fd(pr), handle: pr });
+      loaded.push({ obj: o, progs });
+    }
+
+    const findProg = (name: string): { fd: number; handle: ProgHandle } => {
+      for (const l of loaded) {
+        const pr = l.progs.get(name);
+        if (pr !== undefined) return pr;
+      }
+      throw new Error(`program ${name} not found in the compiled objects`);
+    };
+    const progFd = (name: string): number => findProg(name).fd;
+    const skmsgFd = progFd('mb_sk_msg');
+    const socketsFd = sharedMapFds.get('mb_sockets');
+    if (socketsFd === undefined) throw new Error('mb_sockets missing from the compiled objects');
+
+    // sk_msg on the sockhash. A second attach replaces the previous program;
+    // sockets already in the map keep the program they were inserted with.
+    progAttach(skmsgFd, socketsFd, AttachType.SK_MSG_VERDICT);
+    if (!upgraded) undo.add(() => progDetach(skmsgFd, socketsFd, AttachType.SK_MSG_VERDICT));
+
+    // sockops on the cgroup through a pinned bpf_link (multi-program: other
+    // cgroup BPF users keep working). An existing link is updated atomically.
+    const linkId = attachSockops(p.sockopsLink, findProg('mb_sockops'), cgroup, undo);
+
+    // Program pins (for status and unload); replace earlier ones.
+    for (const name of PROG_NAMES) {
+      const path = p.prog(name);
+      if (existsSync(path)) unlinkSync(path);
+      objPin(progFd(name), path);
+    }
+
+    const programs = PROG_NAMES.map((name) => {
+      const i = progInfo(progFd(name));
+      return { name, id: i.id, tag: i.tag };
+    });
+    const maps = MAP_NAMES.map((name) => {
+      const fd = sharedMapFds.get(name);
+      const i = fd === undefined ? undefined : mapInfo(fd);
+      return { name, id: i?.id ?? 0, reused: reused.has(name), maxEntries: i?.maxEntries ?? 0 };
+    });
+    undo.forget();
+    log.info({ pinDir, cgroup: cgroup.path, upgraded, reused: [...reused] }, 'meshbpf loaded');
+    return { pinDir, cgroup, programs, maps, linkId, upgraded };
+  } catch (e) {
+    undo.run();
+    throw e;
+  } finally {
+    for (const fd of ownFds) closeFd(fd);
+    for (const o of toClose) objApi.close(o);
+  }
+}
+
+function attachSockops(linkPin: string, sockops: { fd: number; handle: ProgHandle }, cgroup: CgroupChoice, undo: Cleanup): number {
+  if (existsSync(linkPin)) {
+    const lfd = objGet(linkPin);
+    try {
+      const info = linkInfo(lfd);
+      if (info.cgroupId === cgroup.id) {
+        linkUpdate(lfd, sockops.fd);
+        return info.id;
+      }
+      // Attached elsewhere (or its cgroup is gone): detach it, attach anew below.
+      log.warn({ cgroup: cgroup.path }, 'sockops link pointed at another cgroup; moving it');
+      try {
+        linkDetach(lfd);
+      } catch (e) {
+        if (!(e instanceof BpfError)) throw e;
+      }
+      unlinkSync(linkPin);
+    } finally {
+      closeFd(lfd);
+    }
+  }
+  const cgFd = openSync(cgroup.path, 'r');
+  try {
+    const l = progApi.attachCgroup(sockops.handle, cgFd);
+    try {
+      linkApi.pin(l, linkPin);
+      undo.add(() => {
+        const fd = objGet(linkPin);
+        try {
+          linkDetach(fd);
+        } finally {
+          closeFd(fd);
+          unlinkSync(linkPin);
+        }
+      });
+      return linkInfo(linkApi.fd(l)).id;
+    } finally {
+      linkApi.release(l);
+    }
+  } finally {
+    closeSync(cgFd);
+  }
+}
+
+function verifierError(path: string, err: unknown, bufs: Map<string, Buffer>, messages: string[]): Error {
+  for (const [name, buf] of bufs) {
+    const z = buf.indexOf(0);
+    const text = buf.toString('utf8', 0, z < 0 ? buf.length : z).trim();
+    if (text) {
+      const tail = text.split('\n').slice(-12).join('\n');
+      return new UserError(`the kernel verifier rejected ${name} (${path}); last lines of its log:\n${tail}`);
+    }
+  }
+  const why = messages.filter((m) => /error|fail|invalid|unknown|not supported/i.test(m)).slice(-4).join('; ');
+  return new UserError(`loading ${path} failed: ${(err as Error).message}${why ? ` (${why})` : ''}`);
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+export interface UnloadResult {
+  pinDir: string;
+  removed: string[];
+  left: string[];
+}
+
+/** Detach and remove exactly what meshbpf pinned under pinDir; nothing else. */
+export function unload(opts: { pinDir?: string } = {}): UnloadResult {
+  const pinDir = opts.pinDir ?? DEFAULT_PIN_DIR;
+  checkPrivileges();
+  const p = pinPaths(pinDir);
+  if (!existsSync(p.root)) throw new UserError(`nothing to unload: ${pinDir} does not exist`);
+  const removed: string[] = [];
+
+  if (existsSync(p.sockopsLink)) {
+    const fd = objGet(p.sockopsLink);
+    try {
+      linkDetach(fd); // detach now, even if another process holds the link
+    } catch (e) {
+      if (!(e instanceof BpfError) || e.errno !== 67 /* ENOLINK: already defunct */) throw e;
+    } finally {
+      closeFd(fd);
+    }
+    unlinkSync(p.sockopsLink);
+    removed.push(p.sockopsLink);
+  }
+
+  if (existsSync(p.prog('mb_sk_msg')) && existsSync(p.map('mb_sockets'))) {
+    const pfd = objGet(p.prog('mb_sk_msg'));
+    const mfd = objGet(p.map('mb_sockets'));
+    try {
+      progDetach(pfd, mfd, AttachType.SK_MSG_VERDICT);
+    } catch (e) {
+      if (!(e instanceof BpfError) || (e.errno !== 2 && e.errno !== 22)) throw e;
+    } finally {
+      closeFd(pfd);
+      closeFd(mfd);
+    }
+  }
+
+  for (const path of [...PROG_NAMES.map(p.prog), ...MAP_NAMES.map(p.map)]) {
+    if (existsSync(path)) {
+      unlinkSync(path);
+      removed.push(path);
+    }
+  }
+  const left: string[] = [];
+  for (const d of [p.links, p.progs, p.maps, p.root]) {
+    if (!existsSync(d)) continue;
+    const rest = readdirSync(d);
+    if (rest.length === 0) {
+      rmdirSync(d);
+      removed.push(d);
+    } else if (d !== p.root) {
+      left.push(...rest.map((x) => `${d}/${x}`)); // not ours: leave it
+    }
+  }
+  if (left.length) log.warn({ left }, 'left files meshbpf did not create');
+  log.info({ pinDir, removed: removed.length }, 'meshbpf unloaded');
+  return { pinDir, removed, left };
+}

@@ -1,0 +1,178 @@
+// Explicit codecs for every meshbpf map, mirroring bpf/include/meshbpf.h byte
+// for byte. Byte order is in the names: *Net = network order on the wire,
+// host-order numbers in TypeScript.
+import { formatCidr, formatIp, isV4Mapped, parseCidr, parseIp } from '../net/ip.js';
+
+export interface Codec<T> {
+  readonly size: number;
+  encode(buf: Buffer, off: number, v: T): void;
+  decode(buf: Buffer, off: number): T;
+}
+
+// ---- sizes from the C header (a unit test keeps them in step) ----
+export const MB_SOCK_KEY_SIZE = 48;
+export const MB_ENDPOINT_KEY_SIZE = 20;
+export const MB_ENDPOINT_VALUE_SIZE = 16;
+export const MB_POLICY_KEY_SIZE = 20;
+export const MB_POLICY_VALUE_SIZE = 8;
+export const MB_STAT_SLOTS = 32;
+
+export const u32Host: Codec<number> = {
+  size: 4,
+  encode: (b, o, v) => void b.writeUInt32LE(v >>> 0, o),
+  decode: (b, o) => b.readUInt32LE(o),
+};
+
+export const u64Host: Codec<bigint> = {
+  size: 8,
+  encode: (b, o, v) => void b.writeBigUInt64LE(v, o),
+  decode: (b, o) => b.readBigUInt64LE(o),
+};
+
+/** 16-byte address as text (IPv4 shown dotted, stored ::ffff:a.b.c.d). */
+export const ip16: Codec<string> = {
+  size: 16,
+  encode: (b, o, v) => void parseIp(v).bytes.copy(b, o),
+  decode: (b, o) => formatIp(b.subarray(o, o + 16)),
+};
+
+/** u16 port: network order in the kernel, host-order number here. */
+export const portNet: Codec<number> = {
+  size: 2,
+  encode: (b, o, v) => void b.writeUInt16BE(v, o),
+  decode: (b, o) => b.readUInt16BE(o),
+};
+
+// ---- mb_sockets ----
+export interface SockKey {
+  localIp: string;
+  remoteIp: string;
+  localPort: number;
+  remotePort: number;
+  netnsCookie: bigint;
+}
+
+export const sockKey: Codec<SockKey> = {
+  size: MB_SOCK_KEY_SIZE,
+  encode(b, o, v) {
+    b.fill(0, o, o + MB_SOCK_KEY_SIZE);
+    ip16.encode(b, o, v.localIp);
+    ip16.encode(b, o + 16, v.remoteIp);
+    portNet.encode(b, o + 32, v.localPort);
+    portNet.encode(b, o + 34, v.remotePort);
+    b.writeBigUInt64LE(v.netnsCookie, o + 40);
+  },
+  decode: (b, o) => ({
+    localIp: ip16.decode(b, o),
+    remoteIp: ip16.decode(b, o + 16),
+    localPort: portNet.decode(b, o + 32),
+    remotePort: portNet.decode(b, o + 34),
+    netnsCookie: b.readBigUInt64LE(o + 40),
+  }),
+};
+
+/** The key of the other end of the same connection (what sk_msg looks up). */
+export function mirrorSockKey(k: SockKey): SockKey {
+  return { localIp: k.remoteIp, remoteIp: k.localIp, localPort: k.remotePort, remotePort: k.localPort, netnsCookie: k.netnsCookie };
+}
+
+// ---- mb_endpoints (LPM trie) ----
+/** Canonical CIDR text; "10.0.0.5" means 10.0.0.5/32. */
+export const endpointKey: Codec<string> = {
+  size: MB_ENDPOINT_KEY_SIZE,
+  encode(b, o, v) {
+    const c = parseCidr(v);
+    b.writeUInt32LE(c.prefixLen, o); // LPM tries want prefixlen in host order
+    c.ip.bytes.copy(b, o + 4);
+  },
+  decode(b, o) {
+    const prefixLen = b.readUInt32LE(o);
+    const bytes = Buffer.from(b.subarray(o + 4, o + 20));
+    return formatCidr({ ip: { bytes, family: isV4Mapped(bytes) ? 4 : 6 }, prefixLen });
+  },
+};
+
+export const EP_LOCAL = 1 << 0;
+export const EP_MESH = 1 << 1;
+
+export interface EndpointValue {
+  local: boolean;
+  mesh: boolean;
+  networkId: number;
+  workloadId: number;
+}
+
+export const endpointValue: Codec<EndpointValue> = {
+  size: MB_ENDPOINT_VALUE_SIZE,
+  encode(b, o, v) {
+    b.writeUInt32LE((v.local ? EP_LOCAL : 0) | (v.mesh ? EP_MESH : 0), o);
+    b.writeUInt32LE(v.networkId >>> 0, o + 4);
+    b.writeUInt32LE(v.workloadId >>> 0, o + 8);
+    b.writeUInt32LE(0, o + 12);
+  },
+  decode(b, o) {
+    const flags = b.readUInt32LE(o);
+    return { local: (flags & EP_LOCAL) !== 0, mesh: (flags & EP_MESH) !== 0, networkId: b.readUInt32LE(o + 4), workloadId: b.readUInt32LE(o + 8) };
+  },
+};
+
+// ---- mb_policy ----
+export interface PolicyKey {
+  ip: string;
+  port: number;
+}
+
+export const policyKey: Codec<PolicyKey> = {
+  size: MB_POLICY_KEY_SIZE,
+  encode(b, o, v) {
+    ip16.encode(b, o, v.ip);
+    portNet.encode(b, o + 16, v.port);
+    b.writeUInt16LE(0, o + 18);
+  },
+  decode: (b, o) => ({ ip: ip16.decode(b, o), port: portNet.decode(b, o + 16) }),
+};
+
+export const VERDICTS = ['none', 'bypass', 'proxy'] as const;
+export type VerdictName = (typeof VERDICTS)[number];
+
+export interface PolicyValue {
+  verdict: VerdictName;
+  ruleId: number;
+}
+
+export function verdictCode(v: VerdictName): number {
+  return VERDICTS.indexOf(v);
+}
+
+export const policyValue: Codec<PolicyValue> = {
+  size: MB_POLICY_VALUE_SIZE,
+  encode(b, o, v) {
+    b.writeUInt32LE(verdictCode(v.verdict), o);
+    b.writeUInt32LE(v.ruleId >>> 0, o + 4);
+  },
+  decode(b, o) {
+    const code = b.readUInt32LE(o);
+    // An unknown code (newer kernel program) reads as 'none': the safe reading.
+    return { verdict: VERDICTS[code] ?? 'none', ruleId: b.readUInt32LE(o + 4) };
+  },
+};
+
+// ---- mb_stats: index -> counter name (enum mb_stat; append only) ----
+export const STAT_NAMES = [
+  'sockops_established',
+  'sockets_inserted',
+  'skip_family',
+  'skip_local_unknown',
+  'skip_remote_unknown',
+  'skip_network',
+  'skip_no_policy',
+  'skip_proxy',
+  'insert_failed',
+  'sockets_map_full',
+  'redirect_msgs',
+  'redirect_bytes',
+  'peer_missing_msgs',
+  'peer_missing_bytes',
+] as const;
+export type StatName = (typeof STAT_NAMES)[number];
+export type Stats = Record<StatName, bigint>;

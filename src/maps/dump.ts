@@ -1,0 +1,86 @@
+// Human and JSON renderings of the kernel maps (read-only). Schema (README):
+// { "<map name>": [ { "key": ..., "value": ... } ] }, mb_stats as
+// { key: "<counter>", value: <sum over CPUs> }.
+import { readStats, type MapName, type MeshMaps } from './pinned.js';
+import { STAT_NAMES } from './codecs.js';
+import { mapLookup } from '../sys/libbpf.js';
+
+export type DumpEntry = { key: unknown; value: unknown };
+export type Dump = Partial<Record<MapName, DumpEntry[]>>;
+
+export function dumpMap(maps: MeshMaps, name: MapName): DumpEntry[] {
+  switch (name) {
+    case 'mb_sockets': {
+      // A sockhash lookup from user space returns the socket cookie (value_size 8);
+      // kernels that refuse it get null.
+      const out: DumpEntry[] = [];
+      const vb = Buffer.alloc(8);
+      for (const kb of maps.sockets.rawKeys()) {
+        const k = maps.sockets.keyCodec.decode(kb, 0);
+        let cookie: string | null = null;
+        try {
+          if (mapLookup(maps.sockets.fd, kb, vb)) cookie = vb.readBigUInt64LE(0).toString();
+        } catch {
+          cookie = null;
+        }
+        out.push({ key: { ...k, netnsCookie: k.netnsCookie.toString() }, value: { socketCookie: cookie } });
+      }
+      return out;
+    }
+    case 'mb_endpoints':
+      return [...maps.endpoints.entries()].map(([k, v]) => ({ key: k, value: v })).sort((a, b) => String(a.key).localeCompare(String(b.key)));
+    case 'mb_policy':
+      return [...maps.policy.entries()]
+        .map(([k, v]) => ({ key: k, value: v }))
+        .sort((a, b) => a.key.ip.localeCompare(b.key.ip) || a.key.port - b.key.port);
+    case 'mb_stats': {
+      const s = readStats(maps.stats);
+      return STAT_NAMES.map((n) => ({ key: n, value: Number(s[n]) }));
+    }
+  }
+}
+
+export function renderTable(name: MapName, entries: DumpEntry[]): string {
+  const rows: string[][] = [];
+  switch (name) {
+    case 'mb_sockets':
+      rows.push(['LOCAL', 'REMOTE', 'NETNS COOKIE', 'SOCKET COOKIE']);
+      for (const e of entries) {
+        const k = e.key as { localIp: string; localPort: number; remoteIp: string; remotePort: number; netnsCookie: string };
+        const v = e.value as { socketCookie: string | null };
+        rows.push([hostPort(k.localIp, k.localPort), hostPort(k.remoteIp, k.remotePort), k.netnsCookie, v.socketCookie ?? '-']);
+      }
+      break;
+    case 'mb_endpoints':
+      rows.push(['PREFIX', 'FLAGS', 'NETWORK', 'WORKLOAD']);
+      for (const e of entries) {
+        const v = e.value as { local: boolean; mesh: boolean; networkId: number; workloadId: number };
+        const flags = [v.local ? 'local' : '', v.mesh ? 'mesh' : ''].filter(Boolean).join(',') || '-';
+        rows.push([String(e.key), flags, String(v.networkId), String(v.workloadId)]);
+      }
+      break;
+    case 'mb_policy':
+      rows.push(['DESTINATION', 'VERDICT', 'RULE']);
+      for (const e of entries) {
+        const k = e.key as { ip: string; port: number };
+        const v = e.value as { verdict: string; ruleId: number };
+        rows.push([hostPort(k.ip, k.port), v.verdict, String(v.ruleId)]);
+      }
+      break;
+    case 'mb_stats':
+      rows.push(['COUNTER', 'VALUE']);
+      for (const e of entries) rows.push([String(e.key), String(e.value)]);
+      break;
+  }
+  return formatRows(rows);
+}
+
+export function hostPort(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+export function formatRows(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
+}

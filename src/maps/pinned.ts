@@ -1,0 +1,81 @@
+// The meshbpf maps as typed handles, opened from a pin directory. The CLI opens
+// them read-only for dump/status/explain (the kernel then refuses writes).
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { objGet } from '../sys/libbpf.js';
+import { BpfMap, PerCpuCounters } from './map.js';
+import {
+  endpointKey,
+  endpointValue,
+  policyKey,
+  policyValue,
+  sockKey,
+  STAT_NAMES,
+  u64Host,
+  type EndpointValue,
+  type PolicyKey,
+  type PolicyValue,
+  type SockKey,
+  type Stats,
+} from './codecs.js';
+
+export const DEFAULT_PIN_DIR = '/sys/fs/bpf/meshbpf';
+
+export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats'] as const;
+export type MapName = (typeof MAP_NAMES)[number];
+
+export const PROG_NAMES = ['mb_sockops', 'mb_sk_msg'] as const;
+
+export function pinPaths(pinDir: string) {
+  return {
+    root: pinDir,
+    maps: join(pinDir, 'maps'),
+    progs: join(pinDir, 'progs'),
+    links: join(pinDir, 'links'),
+    map: (name: string) => join(pinDir, 'maps', name),
+    prog: (name: string) => join(pinDir, 'progs', name),
+    sockopsLink: join(pinDir, 'links', 'mb_sockops_cgroup'),
+  };
+}
+
+export interface MeshMaps {
+  sockets: BpfMap<SockKey, bigint>;
+  endpoints: BpfMap<string, EndpointValue>;
+  policy: BpfMap<PolicyKey, PolicyValue>;
+  stats: PerCpuCounters;
+  close(): void;
+}
+
+export class NotLoadedError extends Error {
+  override name = 'NotLoadedError';
+}
+
+export function openMaps(pinDir: string, opts: { readOnly?: boolean } = {}): MeshMaps {
+  const p = pinPaths(pinDir);
+  for (const name of MAP_NAMES) {
+    if (!existsSync(p.map(name))) {
+      throw new NotLoadedError(`meshbpf is not loaded at ${pinDir} (no ${p.map(name)}); run \`meshbpf load --pin-dir ${pinDir}\` first`);
+    }
+  }
+  const ro = opts.readOnly ?? false;
+  const opened: Array<{ close(): void }> = [];
+  try {
+    const sockets = new BpfMap(objGet(p.map('mb_sockets'), ro), sockKey, u64Host, 'mb_sockets');
+    opened.push(sockets);
+    const endpoints = new BpfMap(objGet(p.map('mb_endpoints'), ro), endpointKey, endpointValue, 'mb_endpoints');
+    opened.push(endpoints);
+    const policy = new BpfMap(objGet(p.map('mb_policy'), ro), policyKey, policyValue, 'mb_policy');
+    opened.push(policy);
+    const stats = new PerCpuCounters(objGet(p.map('mb_stats'), ro), 'mb_stats');
+    opened.push(stats);
+    return { sockets, endpoints, policy, stats, close: () => opened.forEach((m) => m.close()) };
+  } catch (e) {
+    opened.forEach((m) => m.close());
+    throw e;
+  }
+}
+
+export function readStats(c: PerCpuCounters): Stats {
+  const vals = c.all(STAT_NAMES.length);
+  return Object.fromEntries(STAT_NAMES.map((n, i) => [n, vals[i] ?? 0n])) as Stats;
+}
