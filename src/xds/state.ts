@@ -1,0 +1,156 @@
+// Pure state transitions shared by SotW, Delta and the file source: decode a
+// response's resources, validate them, and compute the next snapshot. Nothing
+// here mutates its inputs, so "keep the last good state" is just "do not
+// assign the candidate".
+import { anyToJson, ProtoJsonError } from './json.js';
+import { lookupType } from './protos.js';
+import { edsNames, label, validateSet } from './validate.js';
+import { TYPE_URL, type JsonObject, type XdsKind, type XdsSnapshot } from './types.js';
+
+const TYPE_RESOURCE_WRAPPER = 'type.googleapis.com/envoy.service.discovery.v3.Resource';
+
+export interface RawAny {
+  type_url?: string;
+  value?: Uint8Array;
+}
+
+export interface DecodedItem {
+  res: JsonObject;
+  index: number;
+  /** name claimed by the transport (Delta Resource.name); must match the resource's own */
+  name?: string;
+}
+
+/** Decode one Any carrying a resource of `kind`. Returns the JSON or a reason. */
+export function decodeResourceAny(kind: XdsKind, any: RawAny, index: number): JsonObject | string {
+  const url = any.type_url ?? '';
+  const expect = TYPE_URL[kind];
+  if (url === TYPE_RESOURCE_WRAPPER) return `${label(kind, undefined, index)}: wrapped Resource not supported in SotW`;
+  if (url !== expect) return `${label(kind, undefined, index)}: type ${url || '(none)'} in a ${expect} response`;
+  try {
+    const j = anyToJson(url, any.value, '');
+    const { '@type': _t, ...body } = j;
+    return body;
+  } catch (e) {
+    if (e instanceof ProtoJsonError) return `${label(kind, shallowName(kind, any), index)}: unparseable: ${e.message}`;
+    throw e;
+  }
+}
+
+// When a nested Any does not decode, the outer message usually still does
+// (protobufjs leaves Any bytes alone): read its name so the reason names it.
+function shallowName(kind: XdsKind, any: RawAny): JsonObject | undefined {
+  try {
+    const t = lookupType(TYPE_URL[kind]);
+    const m = t?.decode(any.value ?? new Uint8Array()) as unknown as Record<string, unknown> | undefined;
+    const n = m?.[kind === 'eds' ? 'cluster_name' : 'name'];
+    if (typeof n === 'string' && n) return kind === 'eds' ? { cluster_name: n } : { name: n };
+  } catch {
+    // fall through: the outer message itself is unparseable
+  }
+  return undefined;
+}
+
+/**
+ * Decode and validate a list of Anys. Nested Anys that fail to decode make the
+ * resource invalid (reason names the resource and the path); unknown nested
+ * types stay opaque. Returns keyed resources or all reasons.
+ */
+export function decodeAndValidate(
+  kind: XdsKind,
+  items: { any: RawAny; name?: string }[],
+): { ok: Map<string, JsonObject>; errors: string[] } {
+  const decoded: DecodedItem[] = [];
+  const errors: string[] = [];
+  items.forEach(({ any, name }, index) => {
+    let r: JsonObject | string;
+    try {
+      r = decodeResourceAny(kind, any, index);
+    } catch (e) {
+      r = `${label(kind, undefined, index)}: ${(e as Error).message}`;
+    }
+    if (typeof r === 'string') {
+      // name the resource if the transport told us its name
+      errors.push(name ? r.replace(/#\d+ \(no name\)/, JSON.stringify(name)) : r);
+      return;
+    }
+    const d: DecodedItem = { res: r, index };
+    if (name !== undefined) d.name = name;
+    decoded.push(d);
+  });
+  const v = validateSet(kind, decoded);
+  return { ok: v.ok, errors: [...errors, ...v.errors] };
+}
+
+function copy(s: XdsSnapshot): XdsSnapshot {
+  return {
+    clusters: new Map(s.clusters),
+    endpoints: new Map(s.endpoints),
+    listeners: new Map(s.listeners),
+    versions: { ...s.versions },
+  };
+}
+
+/** Endpoints whose EDS name is no longer referenced by any EDS cluster are dropped. */
+function prune(s: XdsSnapshot): void {
+  const names = edsNames(s.clusters.values());
+  for (const k of [...s.endpoints.keys()]) if (!names.has(k)) s.endpoints.delete(k);
+}
+
+function setVersion(s: XdsSnapshot, kind: XdsKind, version: string | undefined): void {
+  if (version === undefined) return;
+  s.versions[kind] = version;
+}
+
+/**
+ * State of the world: CDS and LDS responses are full sets (absent => deleted;
+ * a removed EDS cluster takes its endpoints along). EDS responses may carry a
+ * subset: present entries replace, absent ones stay while still subscribed.
+ */
+export function applySotw(prev: XdsSnapshot, kind: XdsKind, resources: Map<string, JsonObject>, version: string, subscribedEds?: Set<string>): XdsSnapshot {
+  const s = copy(prev);
+  if (kind === 'cds') {
+    s.clusters = new Map(resources);
+    prune(s);
+  } else if (kind === 'lds') {
+    s.listeners = new Map(resources);
+  } else {
+    const wanted = subscribedEds ?? edsNames(s.clusters.values());
+    for (const [k, v] of resources) if (wanted.has(k)) s.endpoints.set(k, v);
+    prune(s);
+  }
+  setVersion(s, kind, version);
+  return s;
+}
+
+/** Delta: upserts and removals; a removed (or changed-away) EDS cluster takes its endpoints along. */
+export function applyDelta(
+  prev: XdsSnapshot,
+  kind: XdsKind,
+  upserts: Map<string, JsonObject>,
+  removals: string[],
+  version: string | undefined,
+): XdsSnapshot {
+  const s = copy(prev);
+  const m = kind === 'cds' ? s.clusters : kind === 'eds' ? s.endpoints : s.listeners;
+  for (const r of removals) m.delete(r);
+  for (const [k, v] of upserts) m.set(k, v);
+  if (kind !== 'lds') prune(s);
+  setVersion(s, kind, version);
+  return s;
+}
+
+/** Structural equality of two snapshots' resources (versions ignored). */
+export function sameResources(a: XdsSnapshot, b: XdsSnapshot): boolean {
+  for (const k of ['clusters', 'endpoints', 'listeners'] as const) {
+    const x = a[k];
+    const y = b[k];
+    if (x.size !== y.size) return false;
+    for (const [n, v] of x) {
+      const w = y.get(n);
+      if (w === undefined) return false;
+      if (w !== v && JSON.stringify(w) !== JSON.stringify(v)) return false;
+    }
+  }
+  return true;
+}
