@@ -1,0 +1,134 @@
+// explain(): why a destination gets the verdict it gets, from a DesiredState
+// alone (pure). It mirrors the kernel's decision (bpf/sockops.c): both ends
+// LOCAL, same network, and a BYPASS verdict for the server side's ip:port.
+import { formatIp, parseIp, parsePort, type Ip } from '../net/ip.js';
+import type { DesiredState, EndpointEntry, PolicyEntry } from './types.js';
+import type { CompiledState } from './compile.js';
+
+export interface EndpointMatch {
+  ip: string;
+  /** longest-prefix entry that contains the address (what the kernel's LPM lookup returns) */
+  entry?: EndpointEntry;
+  network?: string;
+  workload?: string;
+}
+
+export interface Explanation {
+  verdict: 'bypass' | 'proxy' | 'none';
+  reasons: string[];
+  dst: EndpointMatch & { port: number };
+  policy?: PolicyEntry;
+  from?: EndpointMatch;
+  /** only with `from`: would the kernel short-circuit a connection from -> dst */
+  shortCircuit?: boolean;
+}
+
+interface Index {
+  policies: Map<string, PolicyEntry>;
+  hosts: Map<string, EndpointEntry>;
+  prefixes: { bytes: Buffer; prefixLen: number; e: EndpointEntry }[];
+}
+
+const cache = new WeakMap<DesiredState, Index>();
+
+function index(state: DesiredState): Index {
+  let ix = cache.get(state);
+  if (ix) return ix;
+  const policies = new Map<string, PolicyEntry>();
+  for (const p of state.policies) policies.set(`${p.ip}|${p.port}`, p);
+  const hosts = new Map<string, EndpointEntry>();
+  const prefixes: Index['prefixes'] = [];
+  for (const e of state.endpoints) {
+    const slash = e.cidr.indexOf('/');
+    const ip = parseIp(e.cidr.slice(0, slash));
+    const len = Number(e.cidr.slice(slash + 1));
+    const prefixLen = ip.family === 4 ? len + 96 : len;
+    if (prefixLen === 128) hosts.set(formatIp(ip.bytes), e);
+    else prefixes.push({ bytes: ip.bytes, prefixLen, e });
+  }
+  prefixes.sort((a, b) => b.prefixLen - a.prefixLen);
+  ix = { policies, hosts, prefixes };
+  cache.set(state, ix);
+  return ix;
+}
+
+function contains(p: { bytes: Buffer; prefixLen: number }, b: Buffer): boolean {
+  for (let bit = 0; bit < p.prefixLen; bit += 8) {
+    const i = bit >> 3;
+    const n = Math.min(8, p.prefixLen - bit);
+    const mask = (0xff << (8 - n)) & 0xff;
+    if (((p.bytes[i] ?? 0) & mask) !== ((b[i] ?? 0) & mask)) return false;
+  }
+  return true;
+}
+
+function lookup(state: DesiredState, ip: Ip): EndpointMatch {
+  const ix = index(state);
+  const text = formatIp(ip.bytes);
+  const entry = ix.hosts.get(text) ?? ix.prefixes.find((p) => contains(p, ip.bytes))?.e;
+  const m: EndpointMatch = { ip: text };
+  if (entry) {
+    m.entry = entry;
+    const net = state.networks[entry.networkId];
+    if (net !== undefined) m.network = net;
+    const wl = state.workloads[entry.workloadId];
+    if (wl) m.workload = wl;
+  }
+  return m;
+}
+
+function describe(role: string, m: EndpointMatch): string {
+  const e = m.entry;
+  if (!e) return `${role} ${m.ip}: no endpoint entry (not a known mesh/local address)`;
+  const bits = [
+    e.local ? 'local' : 'not local',
+    e.mesh ? 'mesh' : 'not mesh',
+    `network ${e.networkId}${m.network ? ` (${m.network})` : ''}`,
+  ];
+  if (m.workload) bits.push(`workload ${m.workload}`);
+  return `${role} ${m.ip}: endpoint ${e.cidr} ${bits.join(', ')}`;
+}
+
+/**
+ * Explain the verdict for a destination (the server side of a connection) and,
+ * with `from`, whether a connection from that client address would be
+ * short-circuited. Throws AddressError for an invalid ip or port.
+ */
+export function explain(
+  state: DesiredState & Partial<Pick<CompiledState, 'skipped'>>,
+  dst: { ip: string; port: number | string },
+  from?: string,
+): Explanation {
+  const dip = parseIp(dst.ip);
+  const port = parsePort(dst.port);
+  const d = lookup(state, dip);
+  const reasons: string[] = [describe('destination', d)];
+  const policy = index(state).policies.get(`${d.ip}|${port}`);
+  let verdict: Explanation['verdict'] = 'none';
+  if (policy) {
+    verdict = policy.verdict;
+    const rule = state.rules[policy.ruleId];
+    reasons.push(`policy ${d.ip}:${port} => ${policy.verdict} (rule ${policy.ruleId})`);
+    if (rule) reasons.push(...rule.reasons);
+  } else {
+    reasons.push(`no policy for ${d.ip}:${port}: normal path`);
+    if (d.entry && d.entry.networkId !== 0) reasons.push('destination is on another network: never short-circuited, so no verdict is kept');
+    const sk = state.skipped?.filter((s) => s.address === `${d.ip}:${port}` || s.address.startsWith(`${d.ip}:`) || s.address === d.ip) ?? [];
+    for (const s of sk.slice(0, 5)) reasons.push(`skipped endpoint ${s.address} in ${s.cluster}: ${s.reason}`);
+  }
+  const out: Explanation = { verdict, reasons, dst: { ...d, port } };
+  if (policy) out.policy = policy;
+  if (from !== undefined) {
+    const f = lookup(state, parseIp(from));
+    out.from = f;
+    reasons.push(describe('source', f));
+    const why: string[] = [];
+    if (!f.entry?.local) why.push('source is not a local address');
+    if (!d.entry?.local) why.push('destination is not a local address');
+    if (f.entry && d.entry && f.entry.networkId !== d.entry.networkId) why.push('ends are on different networks');
+    if (verdict !== 'bypass') why.push(verdict === 'proxy' ? 'verdict is proxy' : 'no bypass verdict');
+    out.shortCircuit = why.length === 0;
+    reasons.push(out.shortCircuit ? 'short-circuit: both ends local on one network and the destination is bypass' : `normal path: ${why.join('; ')}`);
+  }
+  return out;
+}
