@@ -1,0 +1,72 @@
+// `meshbpf policy explain`: the verdict the kernel would apply to one
+// connection, computed from the live maps with exactly the sockops program's
+// rules (bpf/sockops.c), plus the compiled reason chain when a sync left one.
+import { formatIp, parseIp } from '../net/ip.js';
+import { openMaps } from '../maps/pinned.js';
+import type { EndpointValue } from '../maps/codecs.js';
+import { hostPort } from '../maps/dump.js';
+import { readRuleReasons } from '../maps/state.js';
+
+export interface Explanation {
+  verdict: 'bypass' | 'proxy' | 'none';
+  destination: { ip: string; port: number; endpoint: EndpointValue | null };
+  source: { ip: string; endpoint: EndpointValue | null } | null;
+  policy: { verdict: string; ruleId: number } | null;
+  reasons: string[];
+}
+
+function describeEp(e: EndpointValue | null): string {
+  if (!e) return 'not in mb_endpoints';
+  return `${e.local ? 'LOCAL' : 'not local'}${e.mesh ? ', mesh' : ''}, network ${e.networkId}${e.workloadId ? `, workload ${e.workloadId}` : ''}`;
+}
+
+export function explainFromKernel(pinDir: string, dstText: string, port: number, fromText?: string): Explanation {
+  const dst = formatIp(parseIp(dstText).bytes);
+  const src = fromText === undefined ? undefined : formatIp(parseIp(fromText).bytes);
+  const m = openMaps(pinDir, { readOnly: true });
+  try {
+    // A /128 lookup in the LPM trie returns the longest matching prefix, as in the kernel.
+    const dstEp = m.endpoints.get(dst) ?? null;
+    const srcEp = src === undefined ? null : m.endpoints.get(src) ?? null;
+    const pol = m.policy.get({ ip: dst, port }) ?? null;
+    const reasons: string[] = [];
+    reasons.push(`destination ${dst}: ${describeEp(dstEp)}`);
+    if (src !== undefined) reasons.push(`source ${src}: ${describeEp(srcEp)}`);
+    reasons.push(pol ? `mb_policy ${hostPort(dst, port)} = ${pol.verdict} (rule ${pol.ruleId})` : `mb_policy has no verdict for ${hostPort(dst, port)}`);
+    if (pol) for (const r of readRuleReasons(pinDir, pol.ruleId)) reasons.push(`  rule ${pol.ruleId}: ${r}`);
+
+    let verdict: Explanation['verdict'];
+    if (!pol || pol.verdict === 'none') {
+      verdict = 'none';
+      reasons.push('=> normal path: unknown destinations are never short-circuited');
+    } else if (pol.verdict === 'proxy') {
+      verdict = 'proxy';
+      reasons.push('=> proxy: the connection keeps the normal path so Envoy sees it');
+    } else if (!dstEp?.local) {
+      verdict = 'none';
+      reasons.push('=> normal path: the destination is not a local address of this node');
+    } else if (src !== undefined && !srcEp?.local) {
+      verdict = 'none';
+      reasons.push('=> normal path: the source is not a local mesh address of this node');
+    } else if (src !== undefined && srcEp && srcEp.networkId !== dstEp.networkId) {
+      verdict = 'none';
+      reasons.push(`=> normal path: source network ${srcEp.networkId} != destination network ${dstEp.networkId}`);
+    } else {
+      verdict = 'bypass';
+      reasons.push(src === undefined ? `=> bypass for clients that are local on network ${dstEp.networkId}` : '=> bypass: socket to socket, skipping the TCP/IP stack');
+    }
+    return {
+      verdict,
+      destination: { ip: dst, port, endpoint: dstEp },
+      source: src === undefined ? null : { ip: src, endpoint: srcEp },
+      policy: pol,
+      reasons,
+    };
+  } finally {
+    m.close();
+  }
+}
+
+export function renderExplain(e: Explanation): string {
+  return [`verdict: ${e.verdict}`, ...e.reasons.map((r) => `  ${r}`)].join('\n');
+}

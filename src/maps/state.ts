@@ -1,0 +1,28 @@
+// The last applied desired state's rule reasons, kept next to (not in) the pin
+// directory: bpffs holds only BPF objects. Read by `policy explain`.
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { RuleInfo } from '../policy/types.js';
+
+export function stateDir(pinDir: string): string {
+  return join(process.env.MESHBPF_STATE_DIR ?? '/run/meshbpf', basename(pinDir));
+}
+
+export function writeRules(pinDir: string, rules: RuleInfo[]): void {
+  const dir = stateDir(pinDir);
+  mkdirSync(dir, { recursive: true });
+  const tmp = join(dir, 'rules.json.tmp');
+  writeFileSync(tmp, JSON.stringify(rules));
+  renameSync(tmp, join(dir, 'rules.json')); // atomic for readers
+}
+
+export function readRuleReasons(pinDir: string, ruleId: number): string[] {
+  const f = join(stateDir(pinDir), 'rules.json');
+  if (!existsSync(f)) return [];
+  try {
+    const rules = JSON.parse(readFileSync(f, 'utf8')) as RuleInfo[];
+    return rules.find((r) => r.id === ruleId)?.reasons ?? [];
+  } catch {
+    return [];
+  }
+}
