@@ -8,6 +8,7 @@ import { FakeAdsServer, type RecordedRequest, type ServedResource } from '../../
 import { TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, type JsonObject, type XdsSnapshot, type XdsStateEvent } from '../../src/xds/types.js';
 import { mustType } from '../../src/xds/protos.js';
 import { encodeJson } from '../../src/xds/json.js';
+import { cla, edsCluster, staticCluster, tcpListener } from './fixtures/xds/resources.js';
 
 const NODE = {
   podName: 'meshbpf-node1',
@@ -17,53 +18,6 @@ const NODE = {
   clusterId: 'Kubernetes',
   network: 'net-a',
 };
-
-export function edsCluster(name: string, serviceName?: string): JsonObject {
-  const c: JsonObject = {
-    '@type': TYPE_CLUSTER,
-    name,
-    type: 'EDS',
-    connect_timeout: '10s',
-    eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } },
-  };
-  if (serviceName) (c.eds_cluster_config as JsonObject).service_name = serviceName;
-  return c;
-}
-
-export function staticCluster(name: string, ip: string, port: number): JsonObject {
-  return {
-    '@type': TYPE_CLUSTER,
-    name,
-    connect_timeout: '1s',
-    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: ip, port_value: port } } } }] }] },
-  };
-}
-
-export function cla(name: string, addrs: [string, number][]): JsonObject {
-  return {
-    '@type': TYPE_ENDPOINT,
-    cluster_name: name,
-    endpoints: [{ lb_endpoints: addrs.map(([ip, port]) => ({ endpoint: { address: { socket_address: { address: ip, port_value: port } } } })) }],
-  };
-}
-
-export function tcpListener(name: string, ip: string, port: number, cluster: string): JsonObject {
-  return {
-    '@type': TYPE_LISTENER,
-    name,
-    address: { socket_address: { address: ip, port_value: port } },
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: 'envoy.filters.network.tcp_proxy',
-            typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', stat_prefix: name, cluster },
-          },
-        ],
-      },
-    ],
-  };
-}
 
 interface Harness {
   server: FakeAdsServer;
