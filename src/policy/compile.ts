@@ -4,7 +4,7 @@
 // Safety direction everywhere: unknown or unparseable input yields no entry
 // (normal path) or PROXY, never BYPASS. PROXY beats BYPASS for one ip:port.
 import type { Json, JsonObject, XdsSnapshot } from '../xds/types.js';
-import { formatIp, maskBytes, parseCidr, parseIp, tryParseIp, isLoopback, type Family } from '../net/ip.js';
+import { formatIp, maskBytes, parseCidr, parseIp, tryParseIp, type Family } from '../net/ip.js';
 import type { DesiredState, EndpointEntry, Locality, PolicyEntry, RuleInfo, Verdict } from './types.js';
 import { arr, num, obj, path, Problems, str } from './json.js';
 import { classifyFilter, type FilterInfo } from './filters.js';
@@ -35,7 +35,15 @@ interface Addr {
   text: string;
   bytes: Buffer;
   family: Family;
-  sortKey: string;
+  /** the 16 bytes as four big-endian words: a cheap total order for sorting */
+  k0: number;
+  k1: number;
+  k2: number;
+  k3: number;
+  /** verdicts for this address by port (few per address: a linear list beats a global map) */
+  slots: VerdictSlot[] | undefined;
+  /** loopback or unspecified: per-pod, never a mesh endpoint */
+  special: boolean;
   /** node IP or inside a local pod CIDR */
   inLocalRange: boolean;
   nodeIp: boolean;
@@ -87,8 +95,17 @@ interface Resolved {
   kind: 'eds' | 'passthrough' | 'blackhole' | 'origdst' | 'other' | 'unknown';
 }
 
-function hexKey(b: Buffer, extra: number): string {
-  return b.toString('hex') + extra.toString(16).padStart(2, '0');
+function cmpAddr(x: Addr, y: Addr): number {
+  return x.k0 - y.k0 || x.k1 - y.k1 || x.k2 - y.k2 || x.k3 - y.k3;
+}
+
+function isSpecial(b: Buffer): boolean {
+  // 0.0.0.0, 127.0.0.0/8 (v4-mapped), ::, ::1
+  if (b.readUInt32BE(0) !== 0 || b.readUInt32BE(4) !== 0) return false;
+  const w2 = b.readUInt32BE(8);
+  const w3 = b.readUInt32BE(12);
+  if (w2 === 0xffff) return w3 === 0 || b[12] === 127;
+  return w2 === 0 && (w3 === 0 || w3 === 1);
 }
 
 function prefixContains(p: { bytes: Buffer; prefixLen: number }, b: Buffer): boolean {
@@ -127,11 +144,11 @@ class Compiler {
   /** EDS service name -> targets */
   private readonly claTargets = new Map<string, Target[]>();
   private readonly resolvedCache = new Map<string, Resolved>();
-  private readonly slots = new Map<number, VerdictSlot>();
   private localByPort: Map<number, Addr[]> | undefined;
   private outboundByPort: Map<number, string[]> | undefined;
   readonly skipped: SkippedEndpoint[] = [];
   readonly notes: string[] = [];
+  private readonly wlNames = new Map<string, string | undefined>();
 
   constructor(
     private readonly snap: XdsSnapshot,
@@ -159,7 +176,8 @@ class Compiler {
       this.addrs.set(text, null);
       return undefined;
     }
-    const canon = formatIp(ip.bytes);
+    // A dotted quad that passed the parser is already canonical (no leading zeros).
+    const canon = ip.family === 4 && !text.includes(':') ? text.trim() : formatIp(ip.bytes);
     // Different spellings of one address share one record.
     let a = canon === text ? undefined : this.addrs.get(canon) ?? undefined;
     if (!a) {
@@ -170,7 +188,12 @@ class Compiler {
         text: canon,
         bytes: ip.bytes,
         family: ip.family,
-        sortKey: hexKey(ip.bytes, 128),
+        k0: ip.bytes.readUInt32BE(0),
+        k1: ip.bytes.readUInt32BE(4),
+        k2: ip.bytes.readUInt32BE(8),
+        k3: ip.bytes.readUInt32BE(12),
+        slots: undefined,
+        special: isSpecial(ip.bytes),
         inLocalRange: inLocal,
         nodeIp: this.nodeIps.has(canon),
         mesh: false,
@@ -180,8 +203,15 @@ class Compiler {
       this.addrList.push(a);
       this.addrs.set(canon, a);
     }
-    this.addrs.set(text, a);
+    if (text !== canon) this.addrs.set(text, a);
     return a;
+  }
+
+  private workloadName(w: string | undefined): string | undefined {
+    if (w === undefined) return undefined;
+    let n = this.wlNames.get(w);
+    if (n === undefined && !this.wlNames.has(w)) this.wlNames.set(w, (n = workloadName(w)));
+    return n;
   }
 
   private locality(): void {
@@ -233,7 +263,7 @@ class Compiler {
           const ep = obj(lb?.['endpoint']);
           if (!lb || !ep) continue; // named endpoints (endpoint_name) carry no address
           const net = istioNetwork(lb['metadata']) ?? groupNet ?? clusterNet;
-          const wl = workloadName(str(path(lb['metadata'], 'filter_metadata', 'istio', 'workload')));
+          const wl = this.workloadName(str(path(lb['metadata'], 'filter_metadata', 'istio', 'workload')));
           this.endpointAddress(key, ep['address'], lb, net, wl, targets);
           const extra = ep['additional_addresses'];
           if (extra !== undefined && !Array.isArray(extra)) this.problems.add(`${where}: additional_addresses must be a list`);
@@ -273,7 +303,7 @@ class Compiler {
         this.skipped.push({ cluster, address: `${text}:${port}`, reason: 'address is not an IP (named port / hostname): no entry' });
         return;
       }
-      if (isLoopback({ bytes: ad.bytes, family: ad.family }) || ad.bytes.equals(UNSPEC4) || ad.bytes.equals(UNSPEC6)) {
+      if (ad.special) {
         this.skipped.push({ cluster, address: `${ad.text}:${port}`, reason: 'loopback/unspecified address is per-pod, not a mesh endpoint: no entry' });
         return;
       }
@@ -304,19 +334,17 @@ class Compiler {
 
   private localEndpointsByPort(): Map<number, Addr[]> {
     if (this.localByPort) return this.localByPort;
-    const m = new Map<number, Addr[]>();
-    const seen = new Set<number>();
+    const sets = new Map<number, Set<Addr>>();
     for (const ts of this.claTargets.values()) {
       for (const t of ts) {
         if (!t.addr.inLocalRange || t.addr.remoteNet !== undefined) continue;
-        const k = t.addr.idx * 65536 + t.port;
-        if (seen.has(k)) continue;
-        seen.add(k);
-        let l = m.get(t.port);
-        if (!l) m.set(t.port, (l = []));
-        l.push(t.addr);
+        let l = sets.get(t.port);
+        if (!l) sets.set(t.port, (l = new Set()));
+        l.add(t.addr);
       }
     }
+    const m = new Map<number, Addr[]>();
+    for (const [p, set] of sets) m.set(p, [...set]);
     return (this.localByPort = m);
   }
 
@@ -626,10 +654,11 @@ class Compiler {
     for (const t of targets) {
       // A foreign-network address can never short-circuit: no verdict for it.
       if (t.addr.remoteNet !== undefined) continue;
-      const k = t.addr.idx * 65536 + t.port;
-      const cur = this.slots.get(k);
+      const list = (t.addr.slots ??= []);
+      let cur: VerdictSlot | undefined;
+      for (const x of list) if (x.port === t.port) cur = x;
       if (!cur) {
-        this.slots.set(k, { addr: t.addr, port: t.port, verdict, reasons, key });
+        list.push({ addr: t.addr, port: t.port, verdict, reasons, key });
         continue;
       }
       // PROXY wins over BYPASS; between equal verdicts the smallest reason key, so the
@@ -656,36 +685,48 @@ class Compiler {
     const workloads = ['', ...[...workloadSet].sort()];
     const wlId = new Map(workloads.map((n, i) => [n, i] as const));
 
-    const eps: { key: string; e: EndpointEntry }[] = [];
+    // Sort addresses once; everything else sorts by (rank, port) numerically.
+    const sorted = [...this.addrList].sort(cmpAddr);
+    const cidrs = [...this.podCidrs].sort((x, y) => x.bytes.compare(y.bytes) || x.prefixLen - y.prefixLen);
+
+    const endpoints: EndpointEntry[] = [];
     const seenCidr = new Set<string>();
-    for (const p of this.podCidrs) {
-      if (seenCidr.has(p.text)) continue;
-      seenCidr.add(p.text);
-      eps.push({ key: hexKey(p.bytes, p.prefixLen), e: { cidr: p.text, local: true, mesh: true, networkId: 0, workloadId: 0 } });
-    }
-    for (const a of this.addrList) {
+    const hostCidr = (a: Addr): string => `${a.text}/${a.family === 4 ? 32 : 128}`;
+    let ci = 0;
+    const flushCidrsBefore = (b: Buffer | undefined): void => {
+      // Pod CIDRs go just before the first host address they do not precede.
+      for (; ci < cidrs.length; ci++) {
+        const p = cidrs[ci]!;
+        if (b && p.bytes.compare(b) > 0) return;
+        if (seenCidr.has(p.text)) continue;
+        seenCidr.add(p.text);
+        endpoints.push({ cidr: p.text, local: true, mesh: true, networkId: 0, workloadId: 0 });
+      }
+    };
+    for (const a of sorted) {
       if (!a.mesh && !a.nodeIp) continue;
+      flushCidrsBefore(a.bytes);
       const networkId = a.remoteNet === undefined ? 0 : netId.get(a.remoteNet) ?? 0;
-      const cidr = `${a.text}/${a.family === 4 ? 32 : 128}`;
+      const cidr = hostCidr(a);
       if (seenCidr.has(cidr)) continue; // a pod CIDR written as a host prefix
-      seenCidr.add(cidr);
-      eps.push({
-        key: a.sortKey,
-        e: {
-          cidr,
-          // Another network is never local-eligible, whatever its address looks like.
-          local: a.inLocalRange && networkId === 0,
-          // Node IPs are local but are not mesh workloads unless the control plane says so.
-          mesh: a.mesh,
-          networkId,
-          workloadId: a.workload === undefined ? 0 : wlId.get(a.workload) ?? 0,
-        },
+      endpoints.push({
+        cidr,
+        // Another network is never local-eligible, whatever its address looks like.
+        local: a.inLocalRange && networkId === 0,
+        // Node IPs are local but are not mesh workloads unless the control plane says so.
+        mesh: a.mesh,
+        networkId,
+        workloadId: a.workload === undefined ? 0 : wlId.get(a.workload) ?? 0,
       });
     }
-    eps.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
+    flushCidrsBefore(undefined);
 
-    const slots = [...this.slots.values()];
-    slots.sort((x, y) => (x.addr.sortKey < y.addr.sortKey ? -1 : x.addr.sortKey > y.addr.sortKey ? 1 : x.port - y.port));
+    const slots: VerdictSlot[] = [];
+    for (const a of sorted) {
+      if (!a.slots) continue;
+      if (a.slots.length > 1) a.slots.sort((x, y) => x.port - y.port);
+      for (const x of a.slots) slots.push(x);
+    }
     const ruleKeys = [...new Set(slots.map((s) => s.key))].sort();
     const ruleId = new Map(ruleKeys.map((k, i) => [k, i] as const));
     const rules: RuleInfo[] = ruleKeys.map((k, i) => ({ id: i, reasons: k.split('\n') }));
@@ -693,7 +734,7 @@ class Compiler {
 
     this.skipped.sort((a, b) => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
     return {
-      endpoints: eps.map((x) => x.e),
+      endpoints,
       policies,
       rules,
       networks,
