@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { child } from '../log.js';
+import { canonical } from './state.js';
 import { isObject, validateSet } from './validate.js';
 import {
   emptySnapshot,
@@ -196,7 +197,7 @@ export function snapshotFromDocument(doc: Json, source = '<input>'): ParseResult
   }
   if (errors.length) throw new XdsParseError(errors.map((e) => `${source}: ${e}`));
   snap.versions = c.versions;
-  return { snapshot: snap, ignored: [...new Set(c.ignored)] };
+  return { snapshot: canonical(snap), ignored: [...new Set(c.ignored)] };
 }
 
 /** Read and parse one file. */

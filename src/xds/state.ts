@@ -82,6 +82,15 @@ export function decodeAndValidate(
   return { ok: v.ok, errors: [...errors, ...v.errors] };
 }
 
+function sorted<V>(m: Map<string, V>): Map<string, V> {
+  return new Map([...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** Maps in key order, so two snapshots of the same resources are deep-equal whatever order they arrived in. */
+export function canonical(s: XdsSnapshot): XdsSnapshot {
+  return { clusters: sorted(s.clusters), endpoints: sorted(s.endpoints), listeners: sorted(s.listeners), versions: s.versions };
+}
+
 function copy(s: XdsSnapshot): XdsSnapshot {
   return {
     clusters: new Map(s.clusters),
@@ -120,7 +129,7 @@ export function applySotw(prev: XdsSnapshot, kind: XdsKind, resources: Map<strin
     prune(s);
   }
   setVersion(s, kind, version);
-  return s;
+  return canonical(s);
 }
 
 /** Delta: upserts and removals; a removed (or changed-away) EDS cluster takes its endpoints along. */
@@ -137,7 +146,7 @@ export function applyDelta(
   for (const [k, v] of upserts) m.set(k, v);
   if (kind !== 'lds') prune(s);
   setVersion(s, kind, version);
-  return s;
+  return canonical(s);
 }
 
 /** Structural equality of two snapshots' resources (versions ignored). */
