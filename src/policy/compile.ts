@@ -3,6 +3,20 @@
 //
 // Safety direction everywhere: unknown or unparseable input yields no entry
 // (normal path) or PROXY, never BYPASS. PROXY beats BYPASS for one ip:port.
+//
+// Decisions (see the tests in test/unit/policy*.test.ts):
+// - Chains are grouped as Envoy matches them: (destination_port, prefix_ranges).
+//   A group is BYPASS only if every chain in it is tcp_proxy + harmless filters.
+// - Unknown network filter => PROXY (not "no entry"), so it also beats a BYPASS
+//   that another listener derives for the same endpoint.
+// - Any chain matching on application_protocols, transport_protocol or
+//   server_names (sniffing/TLS detection), or terminating TLS => PROXY.
+// - filter_chain_matcher is not evaluated: its chains give PROXY, never BYPASS.
+// - Verdict entries go to EDS endpoints (real ip:port) behind a chain's
+//   clusters; Istio inbound per-port chains map to LOCAL endpoints on that port.
+//   Catch-all/ORIGINAL_DST/BlackHole clusters name no endpoints (BlackHole on a
+//   per-port inbound chain is a deny => PROXY).
+// - Foreign-network addresses: networkId != 0, local=false, no verdicts.
 import type { Json, JsonObject, XdsSnapshot } from '../xds/types.js';
 import { formatIp, maskBytes, parseCidr, parseIp, tryParseIp, type Family } from '../net/ip.js';
 import type { DesiredState, EndpointEntry, Locality, PolicyEntry, RuleInfo, Verdict } from './types.js';
