@@ -50,6 +50,9 @@ function parseV6(s: string): Buffer {
 /** Parse an IPv4 or IPv6 address (no zone, no brackets). Throws AddressError. */
 export function parseIp(s: string): Ip {
   const t = s.trim();
+  // A zone (fe80::1%eth0) names an interface, not a node-wide endpoint: refuse it
+  // rather than silently dropping it.
+  if (t.includes('%')) throw new AddressError(`scoped IPv6 addresses (with %zone) are not supported: ${JSON.stringify(s)}`);
   if (isIPv4(t)) {
     const b = Buffer.alloc(16);
     V4_MAPPED_PREFIX.copy(b, 0);

@@ -76,7 +76,6 @@ const f = {
 
   link_fd: lib.func('int bpf_link__fd(bpf_link *link)'),
   link_pin: lib.func('int bpf_link__pin(bpf_link *link, const char *path)'),
-  link_disconnect: lib.func('void bpf_link__disconnect(bpf_link *link)'),
   link_destroy: lib.func('int bpf_link__destroy(bpf_link *link)'),
 
   bpf_link_update: lib.func('int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
@@ -239,9 +238,12 @@ export const link = {
   pin(l: LinkHandle, path: string): void {
     check(`bpf_link__pin(${path})`, f.link_pin(l, path) as number);
   },
-  /** Close our handle without detaching (the pin keeps it attached). */
+  /**
+   * Close our handle. For fd-based links libbpf's "detach" is just close(fd),
+   * so the pin keeps the link attached. (bpf_link__disconnect would make
+   * destroy skip that close and leak the fd, keeping the link alive forever.)
+   */
   release(l: LinkHandle): void {
-    f.link_disconnect(l);
     f.link_destroy(l);
   },
 };
