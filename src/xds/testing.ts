@@ -63,9 +63,11 @@ export class FakeAdsServer {
     });
   }
 
-  async start(): Promise<string> {
+  /** Listen on 127.0.0.1, an ephemeral port; TLS when given a PEM cert and key. */
+  async start(tls?: { cert: Buffer; key: Buffer }): Promise<string> {
+    const creds = tls ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : grpc.ServerCredentials.createInsecure();
     this.port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+      this.server.bindAsync('127.0.0.1:0', creds, (err, port) => (err ? reject(err) : resolve(port))),
     );
     return this.address();
   }
