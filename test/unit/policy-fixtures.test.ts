@@ -1,5 +1,5 @@
 // Policy compiler against real Istio config dumps (istio/istio test data; see
-// /work/shared/fixtures/istio/README.md). The extractor below is test-only, so
+// test/fixtures/istio/README.md). The extractor below is test-only, so
 // these tests do not depend on the xDS file source.
 import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
@@ -14,7 +14,6 @@ const candidates = [
   process.env['MESHBPF_ISTIO_FIXTURES'],
   resolve(here, '../../../test/fixtures/istio'), // from dist/test/unit
   resolve(here, '../fixtures/istio'),
-  '/work/shared/fixtures/istio',
 ].filter((x): x is string => !!x);
 const dir = candidates.find((d) => existsSync(join(d, 'README.md')));
 

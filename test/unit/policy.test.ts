@@ -524,7 +524,8 @@ test('locality errors are thrown (our own config), xDS garbage is not', (t) => {
   t.true(s.skipped.some((x) => x.cluster === 'h'));
 });
 
-test('100,000 endpoints compile well under a second', (t) => {
+// Scale check: correct counts at 100k endpoints. Speed is measured in bench/, never asserted here.
+test('100,000 endpoints (10% dual-stack) compile to the expected entries', (t) => {
   const clusters: JsonObject[] = [];
   const clas: JsonObject[] = [];
   const chains: JsonObject[] = [];
@@ -558,5 +559,4 @@ test('100,000 endpoints compile well under a second', (t) => {
   t.is(s.endpoints.length, 110_000 + 2 + 1);
   t.is(s.policies.length, 110_000);
   t.is(s.policies.filter((p) => p.verdict === 'proxy').length, 334 * 110);
-  t.true(ms < 1000, `took ${ms} ms`);
 });
