@@ -197,7 +197,9 @@ export class XdsClient extends EventEmitter implements XdsSource {
   }
 
   private channelOptions(): grpc.ChannelOptions {
-    const o: grpc.ChannelOptions = { 'grpc.keepalive_time_ms': 30_000, ...this.opts.channelOptions };
+    // No keepalive pings by default: grpc-go servers (istiod) GOAWAY clients that ping
+    // more often than their enforcement policy allows. Pass channelOptions to enable.
+    const o: grpc.ChannelOptions = { ...this.opts.channelOptions };
     if (this.opts.tls?.serverName) {
       o['grpc.ssl_target_name_override'] = this.opts.tls.serverName;
       o['grpc.default_authority'] = this.opts.tls.serverName;
@@ -385,8 +387,10 @@ export class XdsClient extends EventEmitter implements XdsSource {
     if (!this.commit(s, kind, next, version ?? '', nonce)) return;
     const rv = this.resourceVersions[kind];
     for (const n of removed) rv.delete(n);
-    items.forEach((it) => {
-      const key = it.name ?? [...ok.keys()][items.indexOf(it)];
+    // every item was valid, so `ok` holds them in order; Resource.name (when set) equals the key
+    const keys = [...ok.keys()];
+    items.forEach((it, i) => {
+      const key = it.name ?? keys[i];
       if (key !== undefined) rv.set(key, it.version);
     });
     this.syncResourceVersions();
