@@ -4,6 +4,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import { XdsClient } from '../../src/xds/client.js';
 import { loadSnapshotFile, snapshotFromDocument, parseText, XdsFileSource, XdsParseError } from '../../src/xds/file.js';
@@ -11,7 +12,11 @@ import { FakeAdsServer, type RecordedRequest } from '../../src/xds/testing.js';
 import { TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, type Json, type JsonObject, type XdsSnapshot, type XdsStateEvent } from '../../src/xds/types.js';
 import { edsCluster, staticCluster, tcpListener } from './fixtures/xds/resources.js';
 
-const FIX = '/work/shared/fixtures/istio';
+// the repo's copy of the Istio dumps (test/fixtures/istio), from dist/test/unit or test/unit
+const here = path.dirname(fileURLToPath(import.meta.url));
+const FIX = [path.resolve(here, '../../../test/fixtures/istio'), path.resolve(here, '../fixtures/istio')].find((d) =>
+  fs.existsSync(path.join(d, 'waypoint-configdump.json')),
+) as string;
 const SIDECAR = path.join(FIX, 'sidecar-endpoints-configdump.json');
 const WAYPOINT = path.join(FIX, 'waypoint-configdump.json');
 const CLUSTERS_LISTENERS = path.join(FIX, 'clusters-listeners-configdump.json');
