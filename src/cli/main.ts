@@ -13,6 +13,7 @@ import { MapShapeError } from '../maps/map.js';
 import { log, setLogLevel } from '../log.js';
 import { explainFromKernel, renderExplain } from './explain.js';
 import { registerDemo } from './demo.js';
+import { registerSync } from './sync.js';
 
 export function buildProgram(): Command {
   const program = new Command('meshbpf')
@@ -175,6 +176,7 @@ export function buildProgram(): Command {
       print(o.output === 'json' ? json(r) : renderExplain(r));
     });
 
+  registerSync(program);
   registerDemo(program);
   return program;
 }

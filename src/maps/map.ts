@@ -139,14 +139,23 @@ export class BpfMap<K, V> {
 
   /** Delete many keys; missing keys are not an error. Returns how many existed. */
   deleteMany(keysIn: ReadonlyArray<K>): number {
+    return this.deleteRaw(
+      keysIn.map((k) => {
+        const b = Buffer.alloc(this.keyCodec.size);
+        this.keyCodec.encode(b, 0, k);
+        return b;
+      }),
+    );
+  }
+
+  /** Delete encoded keys; batched where possible. Returns how many existed. */
+  deleteRaw(keysIn: ReadonlyArray<Buffer>): number {
     const ks = this.keyCodec.size;
     let existed = 0;
     for (let start = 0; start < keysIn.length; start += BATCH) {
       const chunk = keysIn.slice(start, start + BATCH);
-      const keys = Buffer.alloc(ks * chunk.length);
-      chunk.forEach((k, i) => this.keyCodec.encode(keys, i * ks, k));
-      // Batch delete stops at the first missing key (ENOENT), so only use it
-      // when every key is known to exist; the sync layer deletes what it read.
+      const keys = Buffer.concat(chunk as Buffer[], ks * chunk.length);
+      let from = 0;
       if (this.batchOk !== false) {
         try {
           existed += mapDeleteBatch(this.fd, keys, chunk.length);
@@ -154,15 +163,15 @@ export class BpfMap<K, V> {
           continue;
         } catch (e) {
           if (!(e instanceof BpfError)) throw e;
-          const applied = (e as BpfError & { applied?: number }).applied ?? 0;
-          existed += applied;
+          // The batch stops at the first failing key (ENOENT for a key already
+          // gone); finish one by one from there.
+          from = (e as BpfError & { applied?: number }).applied ?? 0;
+          existed += from;
           if (isNoBatch(e) && this.batchOk !== true) this.batchOk = false;
           else if (e.errno !== 2) throw e;
-          for (let i = applied; i < chunk.length; i++) if (mapDelete(this.fd, keys.subarray(i * ks, (i + 1) * ks))) existed++;
-          continue;
         }
       }
-      for (let i = 0; i < chunk.length; i++) if (mapDelete(this.fd, keys.subarray(i * ks, (i + 1) * ks))) existed++;
+      for (let i = from; i < chunk.length; i++) if (mapDelete(this.fd, keys.subarray(i * ks, (i + 1) * ks))) existed++;
     }
     return existed;
   }

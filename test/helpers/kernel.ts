@@ -91,11 +91,11 @@ export function fileSize(p: string): number {
 }
 
 /** Run the built CLI; returns exit code and output (never throws on non-zero). */
-export function cli(args: string[], opts: { asUser?: number } = {}): { code: number; stdout: string; stderr: string } {
+export function cli(args: string[], opts: { asUser?: number; env?: Record<string, string> } = {}): { code: number; stdout: string; stderr: string } {
   const bin = join(process.cwd(), 'bin', 'meshbpf.js');
   const argv = opts.asUser === undefined ? [process.execPath, bin, ...args] : ['setpriv', `--reuid=${opts.asUser}`, `--regid=${opts.asUser}`, '--clear-groups', process.execPath, bin, ...args];
   try {
-    const stdout = execFileSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHBPF_LOG_LEVEL: 'silent' } });
+    const stdout = execFileSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHBPF_LOG_LEVEL: 'silent', ...opts.env } });
     return { code: 0, stdout, stderr: '' };
   } catch (e) {
     const err = e as { status?: number; stdout?: string; stderr?: string };

@@ -1,0 +1,54 @@
+// `meshbpf sync`: one-shot apply of an xDS snapshot file to the kernel maps.
+import type { Command } from 'commander';
+import { loadSnapshotFile, XdsParseError } from '../xds/file.js';
+import { compile, validate } from '../policy/index.js';
+import { openMaps } from '../maps/pinned.js';
+import { syncMaps } from '../maps/sync.js';
+import { writeRules } from '../maps/state.js';
+import { UserError } from '../loader/errors.js';
+import { addLocalityOptions, localityFrom } from './locality.js';
+import { json, outputOption, pinDirOption, print } from './common.js';
+
+export function registerSync(program: Command): void {
+  addLocalityOptions(
+    program
+      .command('sync')
+      .description('apply an xDS snapshot (Envoy config_dump JSON/YAML or a resource list) to the maps once: diff, safe order, batched')
+      .requiredOption('--xds-file <file>', 'config_dump or resource list (JSON or YAML)')
+      .addOption(pinDirOption())
+      .addOption(outputOption()),
+  )
+    .addHelpText('after', '\nExamples:\n  meshbpf sync --xds-file examples/snapshot.yaml --pod-cidr 198.18.0.0/24\n  istioctl proxy-config all POD -o json > dump.json && meshbpf sync --xds-file dump.json --pod-cidr 10.244.1.0/24 --pod-cidr fd00:10:244:1::/64')
+    .action((o) => {
+      const locality = localityFrom(o);
+      let snapshot;
+      try {
+        snapshot = loadSnapshotFile(o.xdsFile).snapshot;
+      } catch (e) {
+        if (e instanceof XdsParseError) throw new UserError(`${o.xdsFile}: ${e.reasons[0] ?? e.message}${e.reasons.length > 1 ? ` (and ${e.reasons.length - 1} more)` : ''}`);
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`${o.xdsFile}: no such file`);
+        throw e;
+      }
+      const bad = validate(snapshot);
+      if (bad) throw new UserError(`${o.xdsFile}: rejected: ${bad}`);
+      const desired = compile(snapshot, locality);
+      const maps = openMaps(o.pinDir);
+      try {
+        const r = syncMaps(maps, desired);
+        writeRules(o.pinDir, desired.rules);
+        const summary = {
+          endpoints: r.counts.endpoints,
+          policies: r.counts.policies,
+          verdicts: { bypass: desired.policies.filter((p) => p.verdict === 'bypass').length, proxy: desired.policies.filter((p) => p.verdict === 'proxy').length },
+          skipped: desired.skipped.length,
+          ms: Math.round(r.ms.total * 10) / 10,
+          locality,
+        };
+        if (o.output === 'json') return print(json(summary));
+        const c = (x: { added: number; changed: number; removed: number; unchanged: number }) => `+${x.added} ~${x.changed} -${x.removed} (=${x.unchanged})`;
+        print(`synced ${o.xdsFile} in ${summary.ms} ms: endpoints ${c(r.counts.endpoints)}, policies ${c(r.counts.policies)}; ${summary.verdicts.bypass} bypass, ${summary.verdicts.proxy} proxy verdicts; ${summary.skipped} endpoints skipped`);
+      } finally {
+        maps.close();
+      }
+    });
+}
