@@ -1,7 +1,7 @@
 // Explicit codecs for every meshbpf map, mirroring bpf/include/meshbpf.h byte
 // for byte. Byte order is in the names: *Net = network order on the wire,
 // host-order numbers in TypeScript.
-import { formatCidr, formatIp, isV4Mapped, parseCidr, parseIp } from '../net/ip.js';
+import { formatCidr, formatIp, isV4Mapped, parseCidrInto, parseIpInto } from '../net/ip.js';
 
 export interface Codec<T> {
   readonly size: number;
@@ -32,7 +32,7 @@ export const u64Host: Codec<bigint> = {
 /** 16-byte address as text (IPv4 shown dotted, stored ::ffff:a.b.c.d). */
 export const ip16: Codec<string> = {
   size: 16,
-  encode: (b, o, v) => void parseIp(v).bytes.copy(b, o),
+  encode: (b, o, v) => void parseIpInto(v, b, o),
   decode: (b, o) => formatIp(b.subarray(o, o + 16)),
 };
 
@@ -81,9 +81,7 @@ export function mirrorSockKey(k: SockKey): SockKey {
 export const endpointKey: Codec<string> = {
   size: MB_ENDPOINT_KEY_SIZE,
   encode(b, o, v) {
-    const c = parseCidr(v);
-    b.writeUInt32LE(c.prefixLen, o); // LPM tries want prefixlen in host order
-    c.ip.bytes.copy(b, o + 4);
+    b.writeUInt32LE(parseCidrInto(v, b, o + 4), o); // LPM tries want prefixlen in host order
   },
   decode(b, o) {
     const prefixLen = b.readUInt32LE(o);

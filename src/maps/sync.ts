@@ -14,19 +14,83 @@ import { endpointKey, endpointValue, policyKey, policyValue, verdictCode, type E
 import type { BpfMap } from './map.js';
 import { mapLookup } from '../sys/libbpf.js';
 
-/** Encoded entries: key bytes (latin1 string, exact) -> value bytes. */
+/** Encoded entries read from the kernel: key bytes (latin1 string, exact) -> value bytes. */
 export type RawEntries = Map<string, string>;
 
+/**
+ * Desired entries, packed back to back exactly as the kernel wants them for a
+ * batch update, plus an index from key bytes (latin1) to position. A full sync
+ * passes these buffers to the kernel as they are.
+ */
+export class PackedEntries {
+  readonly index = new Map<string, number>();
+  private keyBuf: Buffer;
+  private valBuf: Buffer;
+  private n = 0;
+  constructor(
+    readonly ks: number,
+    readonly vs: number,
+    capacity: number,
+  ) {
+    this.keyBuf = Buffer.alloc(ks * Math.max(1, capacity));
+    this.valBuf = Buffer.alloc(vs * Math.max(1, capacity));
+  }
+  get size(): number {
+    return this.n;
+  }
+  get keys(): Buffer {
+    return this.keyBuf.subarray(0, this.n * this.ks);
+  }
+  get values(): Buffer {
+    return this.valBuf.subarray(0, this.n * this.vs);
+  }
+  keyAt(i: number): string {
+    return this.keyBuf.toString('latin1', i * this.ks, (i + 1) * this.ks);
+  }
+  valueAt(i: number): string {
+    return this.valBuf.toString('latin1', i * this.vs, (i + 1) * this.vs);
+  }
+  /** Append (or, for a key already present, let `keep(old, new)` decide). Encoders write into the given buffers at the offsets. */
+  put(encodeKey: (b: Buffer, o: number) => void, encodeValue: (b: Buffer, o: number) => void, keep?: (oldVal: string, newVal: string) => boolean): void {
+    if (this.n * this.ks >= this.keyBuf.length) this.grow();
+    const i = this.n;
+    encodeKey(this.keyBuf, i * this.ks);
+    encodeValue(this.valBuf, i * this.vs);
+    const key = this.keyAt(i);
+    const prev = this.index.get(key);
+    if (prev === undefined) {
+      this.index.set(key, i);
+      this.n++;
+    } else if (!keep || keep(this.valueAt(prev), this.valueAt(i))) {
+      this.valBuf.copy(this.valBuf, prev * this.vs, i * this.vs, (i + 1) * this.vs);
+    }
+  }
+  private grow(): void {
+    const k = Buffer.alloc(this.keyBuf.length * 2);
+    const v = Buffer.alloc(this.valBuf.length * 2);
+    this.keyBuf.copy(k);
+    this.valBuf.copy(v);
+    this.keyBuf = k;
+    this.valBuf = v;
+  }
+}
+
 export interface EncodedState {
+  endpoints: PackedEntries;
+  policy: PackedEntries;
+}
+
+export interface CurrentState {
   endpoints: RawEntries;
   policy: RawEntries;
 }
 
+/** Upserts are positions in the desired PackedEntries; deletes are key bytes. */
 export interface SyncPlan {
-  policyNarrow: Array<[string, string | null]>; // null value = delete
-  endpointUpserts: Array<[string, string]>;
+  policyNarrow: { upserts: number[]; deletes: string[] };
+  endpointUpserts: number[];
   endpointDeletes: string[];
-  policyWiden: Array<[string, string | null]>;
+  policyWiden: { upserts: number[]; deletes: string[] };
 }
 
 export interface SyncCounts {
@@ -36,60 +100,76 @@ export interface SyncCounts {
 
 const BYPASS = verdictCode('bypass');
 
-function enc<T>(codec: { size: number; encode(b: Buffer, o: number, v: T): void }, v: T): string {
-  const b = Buffer.allocUnsafe(codec.size);
-  codec.encode(b, 0, v);
-  return b.toString('latin1');
-}
-
 /** Encode a desired state into the exact bytes the kernel maps will hold. Pure. */
 export function encodeDesired(d: DesiredState): EncodedState {
-  const endpoints: RawEntries = new Map();
+  const endpoints = new PackedEntries(endpointKey.size, endpointValue.size, d.endpoints.length);
   for (const e of d.endpoints) {
     const v: EndpointValue = { local: e.local, mesh: e.mesh, networkId: e.networkId, workloadId: e.workloadId };
-    endpoints.set(enc(endpointKey, e.cidr), enc(endpointValue, v));
+    endpoints.put(
+      (b, o) => endpointKey.encode(b, o, e.cidr),
+      (b, o) => endpointValue.encode(b, o, v),
+    );
   }
-  const policy: RawEntries = new Map();
-  for (const p of d.policies) {
+  // Non-bypass verdicts first, then bypass: on a full sync each apply phase
+  // (narrow, widen) is then one contiguous run handed to the kernel as is.
+  const policy = new PackedEntries(policyKey.size, policyValue.size, d.policies.length);
+  const ordered = [...d.policies.filter((p) => p.verdict !== 'bypass'), ...d.policies.filter((p) => p.verdict === 'bypass')];
+  for (const p of ordered) {
     const k: PolicyKey = { ip: p.ip, port: p.port };
     const v: PolicyValue = { verdict: p.verdict, ruleId: p.ruleId };
-    const key = enc(policyKey, k);
-    const prev = policy.get(key);
     // Two entries for one ip:port: PROXY wins (never widen on a conflict).
-    if (prev !== undefined && Buffer.from(prev, 'latin1').readUInt32LE(0) !== BYPASS) continue;
-    policy.set(key, enc(policyValue, v));
+    policy.put(
+      (b, o) => policyKey.encode(b, o, k),
+      (b, o) => policyValue.encode(b, o, v),
+      (oldVal) => isBypass(oldVal),
+    );
   }
   return { endpoints, policy };
 }
 
-function isBypass(value: string | undefined): boolean {
-  return value !== undefined && Buffer.from(value, 'latin1').readUInt32LE(0) === BYPASS;
+/** The state a desired state leaves in the kernel, as read-back entries (for the next diff). */
+export function asCurrent(e: EncodedState): CurrentState {
+  const conv = (p: PackedEntries): RawEntries => {
+    const m: RawEntries = new Map();
+    for (const [k, i] of p.index) m.set(k, p.valueAt(i));
+    return m;
+  };
+  return { endpoints: conv(e.endpoints), policy: conv(e.policy) };
 }
 
-/** Diff desired against current (both encoded). Pure. */
-export function planSync(desired: EncodedState, current: EncodedState): { plan: SyncPlan; counts: SyncCounts } {
-  const plan: SyncPlan = { policyNarrow: [], endpointUpserts: [], endpointDeletes: [], policyWiden: [] };
+function isBypass(value: string | undefined): boolean {
+  // verdict is the first u32 (little-endian) of the value; BYPASS = 1
+  return value !== undefined && value.charCodeAt(0) === BYPASS && value.charCodeAt(1) === 0 && value.charCodeAt(2) === 0 && value.charCodeAt(3) === 0;
+}
+
+/** Diff desired against current. Pure. */
+export function planSync(desired: EncodedState, current: CurrentState): { plan: SyncPlan; counts: SyncCounts } {
+  const plan: SyncPlan = { policyNarrow: { upserts: [], deletes: [] }, endpointUpserts: [], endpointDeletes: [], policyWiden: { upserts: [], deletes: [] } };
   const counts: SyncCounts = {
     endpoints: { added: 0, changed: 0, removed: 0, unchanged: 0 },
     policies: { added: 0, changed: 0, removed: 0, unchanged: 0 },
   };
-  for (const [k, v] of desired.endpoints) {
+  const de = desired.endpoints;
+  for (const [k, i] of de.index) {
     const cur = current.endpoints.get(k);
-    if (cur === v) counts.endpoints.unchanged++;
-    else {
-      plan.endpointUpserts.push([k, v]);
-      if (cur === undefined) counts.endpoints.added++;
-      else counts.endpoints.changed++;
-    }
+    if (cur === undefined) {
+      counts.endpoints.added++;
+      plan.endpointUpserts.push(i);
+    } else if (cur !== de.valueAt(i)) {
+      counts.endpoints.changed++;
+      plan.endpointUpserts.push(i);
+    } else counts.endpoints.unchanged++;
   }
   for (const k of current.endpoints.keys()) {
-    if (!desired.endpoints.has(k)) {
+    if (!de.index.has(k)) {
       plan.endpointDeletes.push(k);
       counts.endpoints.removed++;
     }
   }
-  for (const [k, v] of desired.policy) {
+  const dp = desired.policy;
+  for (const [k, i] of dp.index) {
     const cur = current.policy.get(k);
+    const v = dp.valueAt(i);
     if (cur === v) {
       counts.policies.unchanged++;
       continue;
@@ -97,14 +177,14 @@ export function planSync(desired: EncodedState, current: EncodedState): { plan: 
     if (cur === undefined) counts.policies.added++;
     else counts.policies.changed++;
     // A change to a non-bypass verdict narrows; a change to bypass widens.
-    (isBypass(v) ? plan.policyWiden : plan.policyNarrow).push([k, v]);
+    (isBypass(v) ? plan.policyWiden : plan.policyNarrow).upserts.push(i);
   }
   for (const [k, cur] of current.policy) {
-    if (desired.policy.has(k)) continue;
+    if (dp.index.has(k)) continue;
     counts.policies.removed++;
     // Removing a BYPASS narrows (do it first); removing a PROXY entry only
     // turns "proxy" into "unknown", both the normal path: do it last.
-    (isBypass(cur) ? plan.policyNarrow : plan.policyWiden).push([k, null]);
+    (isBypass(cur) ? plan.policyNarrow : plan.policyWiden).deletes.push(k);
   }
   return { plan, counts };
 }
@@ -124,17 +204,24 @@ export interface SyncTargets {
   policy: BpfMap<PolicyKey, PolicyValue>;
 }
 
-function applyUpserts<K, V>(m: BpfMap<K, V>, entries: Array<[string, string]>): void {
-  if (entries.length === 0) return;
-  const ks = m.keyCodec.size;
-  const vs = m.valueCodec.size;
-  const keys = Buffer.allocUnsafe(ks * entries.length);
-  const values = Buffer.allocUnsafe(vs * entries.length);
-  entries.forEach(([k, v], i) => {
-    keys.write(k, i * ks, ks, 'latin1');
-    values.write(v, i * vs, vs, 'latin1');
-  });
-  m.updatePacked(keys, values, entries.length);
+function applyUpserts<K, V>(m: BpfMap<K, V>, src: PackedEntries, idx: number[]): void {
+  const n = idx.length;
+  if (n === 0) return;
+  // A contiguous run (a full sync) is handed to the kernel as it is, no copy.
+  const first = idx[0]!;
+  if (idx[n - 1] === first + n - 1) {
+    return m.updatePacked(src.keys.subarray(first * src.ks, (first + n) * src.ks), src.values.subarray(first * src.vs, (first + n) * src.vs), n);
+  }
+  const keys = Buffer.allocUnsafe(src.ks * n);
+  const values = Buffer.allocUnsafe(src.vs * n);
+  const sk = src.keys;
+  const sv = src.values;
+  for (let j = 0; j < n; j++) {
+    const i = idx[j]!;
+    sk.copy(keys, j * src.ks, i * src.ks, (i + 1) * src.ks);
+    sv.copy(values, j * src.vs, i * src.vs, (i + 1) * src.vs);
+  }
+  m.updatePacked(keys, values, n);
 }
 
 function applyDeletes<K, V>(m: BpfMap<K, V>, keys: string[]): void {
@@ -142,25 +229,24 @@ function applyDeletes<K, V>(m: BpfMap<K, V>, keys: string[]): void {
   m.deleteRaw(keys.map((k) => Buffer.from(k, 'latin1')));
 }
 
-function applyMixed<K, V>(m: BpfMap<K, V>, ops: Array<[string, string | null]>): void {
-  applyUpserts(m, ops.filter((o): o is [string, string] => o[1] !== null));
-  applyDeletes(
-    m,
-    ops.filter((o) => o[1] === null).map((o) => o[0]),
-  );
-}
-
-/** Apply a plan in the safe order described at the top of this file. */
-export function applySync(t: SyncTargets, plan: SyncPlan): void {
-  applyMixed(t.policy, plan.policyNarrow);
-  applyUpserts(t.endpoints, plan.endpointUpserts);
+/** Apply a plan in the safe order described at the top of this file. Returns ms spent per map. */
+export function applySync(t: SyncTargets, desired: EncodedState, plan: SyncPlan): { policyMs: number; endpointsMs: number } {
+  const t0 = performance.now();
+  applyUpserts(t.policy, desired.policy, plan.policyNarrow.upserts);
+  applyDeletes(t.policy, plan.policyNarrow.deletes);
+  const t1 = performance.now();
+  applyUpserts(t.endpoints, desired.endpoints, plan.endpointUpserts);
   applyDeletes(t.endpoints, plan.endpointDeletes);
-  applyMixed(t.policy, plan.policyWiden);
+  const t2 = performance.now();
+  applyUpserts(t.policy, desired.policy, plan.policyWiden.upserts);
+  applyDeletes(t.policy, plan.policyWiden.deletes);
+  const t3 = performance.now();
+  return { policyMs: t1 - t0 + (t3 - t2), endpointsMs: t2 - t1 };
 }
 
 export interface SyncResult {
   counts: SyncCounts;
-  ms: { read: number; plan: number; apply: number; total: number };
+  ms: { read: number; plan: number; apply: number; total: number; applyPolicy: number; applyEndpoints: number };
 }
 
 /**
@@ -168,14 +254,14 @@ export interface SyncResult {
  * `current` may be passed in (the agent keeps what it last applied) to skip
  * reading the kernel.
  */
-export function syncMaps(t: SyncTargets, desired: DesiredState, current?: EncodedState): SyncResult & { applied: EncodedState } {
+export function syncMaps(t: SyncTargets, desired: DesiredState, current?: CurrentState): SyncResult & { applied: EncodedState } {
   const t0 = performance.now();
   const cur = current ?? { endpoints: readRaw(t.endpoints), policy: readRaw(t.policy) };
   const t1 = performance.now();
   const enc = encodeDesired(desired);
   const { plan, counts } = planSync(enc, cur);
   const t2 = performance.now();
-  applySync(t, plan);
+  const per = applySync(t, enc, plan);
   const t3 = performance.now();
-  return { counts, applied: enc, ms: { read: t1 - t0, plan: t2 - t1, apply: t3 - t2, total: t3 - t0 } };
+  return { counts, applied: enc, ms: { read: t1 - t0, plan: t2 - t1, apply: t3 - t2, total: t3 - t0, applyPolicy: per.policyMs, applyEndpoints: per.endpointsMs } };
 }

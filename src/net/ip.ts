@@ -47,6 +47,71 @@ function parseV6(s: string): Buffer {
   return out;
 }
 
+/**
+ * Fast path for dotted-quad IPv4: writes ::ffff:a.b.c.d into out[off..off+16]
+ * without allocating. Returns false if `s` is not strictly a.b.c.d (octets
+ * 0..255, no leading zeros, nothing else), leaving the caller to try IPv6.
+ */
+function parseV4Fast(s: string, out: Buffer, off: number): boolean {
+  const n = s.length;
+  if (n < 7 || n > 15) return false;
+  let octet = 0;
+  let digits = 0;
+  let part = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? s.charCodeAt(i) : 46; // virtual trailing '.'
+    if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return false; // leading zero
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return false;
+    } else if (c === 46) {
+      if (digits === 0 || part > 3) return false;
+      out[off + 12 + part++] = octet;
+      octet = 0;
+      digits = 0;
+    } else return false;
+  }
+  if (part !== 4) return false;
+  out.fill(0, off, off + 10);
+  out[off + 10] = 0xff;
+  out[off + 11] = 0xff;
+  return true;
+}
+
+/**
+ * Parse an address into out[off..off+16] (v4-mapped for IPv4) without
+ * allocating on the IPv4 path. Returns the family. Throws AddressError.
+ */
+export function parseIpInto(s: string, out: Buffer, off: number): Family {
+  if (parseV4Fast(s, out, off)) return 4;
+  const ip = parseIp(s);
+  ip.bytes.copy(out, off);
+  return ip.family;
+}
+
+/**
+ * Parse "ip" or "ip/len" into out[off..off+16]; returns the prefix length over
+ * 16 bytes. Same rules as parseCidr (host bits must be zero).
+ */
+export function parseCidrInto(s: string, out: Buffer, off: number): number {
+  const slash = s.indexOf('/');
+  if (slash < 0) {
+    parseIpInto(s, out, off);
+    return 128;
+  }
+  const family = parseIpInto(s.slice(0, slash), out, off);
+  const max = family === 4 ? 32 : 128;
+  const lenText = s.slice(slash + 1);
+  const len = /^\d{1,3}$/.test(lenText) ? Number(lenText) : NaN;
+  if (!(len <= max)) throw new AddressError(`bad prefix length in ${JSON.stringify(s)} (0..${max})`);
+  const prefixLen = family === 4 ? len + 96 : len;
+  for (let i = 0; i < 16; i++) {
+    const bits = Math.max(0, Math.min(8, prefixLen - i * 8));
+    if ((out[off + i]! & ~((0xff << (8 - bits)) & 0xff) & 0xff) !== 0) return parseCidr(s).prefixLen; // throws with the hint
+  }
+  return prefixLen;
+}
+
 /** Parse an IPv4 or IPv6 address (no zone, no brackets). Throws AddressError. */
 export function parseIp(s: string): Ip {
   const t = s.trim();

@@ -1,10 +1,10 @@
 // The sync planner: minimal diffs and the safe order (pure, no kernel).
 import test from 'ava';
-import { encodeDesired, planSync, type EncodedState } from '../../src/maps/sync.js';
+import { asCurrent, encodeDesired, planSync, type CurrentState } from '../../src/maps/sync.js';
 import { endpointKey, policyKey, policyValue } from '../../src/maps/codecs.js';
 import type { DesiredState } from '../../src/policy/types.js';
 
-const empty: EncodedState = { endpoints: new Map(), policy: new Map() };
+const empty: CurrentState = { endpoints: new Map(), policy: new Map() };
 
 function state(eps: Array<[string, boolean, number?]>, pols: Array<[string, number, 'bypass' | 'proxy']>): DesiredState {
   return {
@@ -31,43 +31,34 @@ test('first sync adds everything; the same state again changes nothing', (t) => 
   const first = planSync(d, empty);
   t.deepEqual(first.counts.endpoints, { added: 2, changed: 0, removed: 0, unchanged: 0 });
   t.deepEqual(first.counts.policies, { added: 2, changed: 0, removed: 0, unchanged: 0 });
-  const again = planSync(d, d);
-  t.deepEqual(again.plan, { policyNarrow: [], endpointUpserts: [], endpointDeletes: [], policyWiden: [] });
+  const again = planSync(d, asCurrent(d));
+  t.deepEqual(again.plan, { policyNarrow: { upserts: [], deletes: [] }, endpointUpserts: [], endpointDeletes: [], policyWiden: { upserts: [], deletes: [] } });
   t.is(again.counts.endpoints.unchanged, 2);
 });
 
 test('narrowing verdicts go first, widening verdicts last, endpoint adds before removes', (t) => {
   const before = encodeDesired(state([['10.0.0.0/24', true]], [['10.0.0.5', 80, 'bypass'], ['10.0.0.6', 80, 'bypass'], ['10.0.0.7', 80, 'proxy']]));
   const after = encodeDesired(state([['10.0.0.5', true]], [['10.0.0.5', 80, 'proxy'], ['10.0.0.8', 80, 'bypass']]));
-  const { plan, counts } = planSync(after, before);
-  // narrow: .5 bypass->proxy, .6 bypass removed
-  t.deepEqual(
-    plan.policyNarrow.map(([k, v]) => [k, decodeVerdict(v)]),
-    [
-      [pkey('10.0.0.5', 80), 'proxy'],
-      [pkey('10.0.0.6', 80), null],
-    ],
-  );
-  // widen: .8 new bypass; .7 proxy removal (harmless) also last
-  t.deepEqual(
-    plan.policyWiden.map(([k, v]) => [k, decodeVerdict(v)]),
-    [
-      [pkey('10.0.0.8', 80), 'bypass'],
-      [pkey('10.0.0.7', 80), null],
-    ],
-  );
+  const { plan, counts } = planSync(after, asCurrent(before));
+  const verdictAt = (i: number) => decodeVerdict(after.policy.valueAt(i));
+  // narrow: .5 bypass->proxy upserted, .6 bypass removed
+  t.deepEqual(plan.policyNarrow.upserts.map((i) => [after.policy.keyAt(i), verdictAt(i)]), [[pkey('10.0.0.5', 80), 'proxy']]);
+  t.deepEqual(plan.policyNarrow.deletes, [pkey('10.0.0.6', 80)]);
+  // widen: .8 new bypass; the .7 proxy removal (harmless) also goes last
+  t.deepEqual(plan.policyWiden.upserts.map((i) => [after.policy.keyAt(i), verdictAt(i)]), [[pkey('10.0.0.8', 80), 'bypass']]);
+  t.deepEqual(plan.policyWiden.deletes, [pkey('10.0.0.7', 80)]);
   const ek = (c: string) => {
     const b = Buffer.alloc(endpointKey.size);
     endpointKey.encode(b, 0, c);
     return b.toString('latin1');
   };
-  t.deepEqual(plan.endpointUpserts.map(([k]) => k), [ek('10.0.0.5/32')]);
+  t.deepEqual(plan.endpointUpserts.map((i) => after.endpoints.keyAt(i)), [ek('10.0.0.5/32')]);
   t.deepEqual(plan.endpointDeletes, [ek('10.0.0.0/24')]);
   t.deepEqual(counts.policies, { added: 1, changed: 1, removed: 2, unchanged: 0 });
 });
 
 test('a changed endpoint (network moved) is one upsert, counted as changed', (t) => {
-  const { plan, counts } = planSync(encodeDesired(state([['10.0.0.5', true, 2]], [])), encodeDesired(state([['10.0.0.5', true, 0]], [])));
+  const { plan, counts } = planSync(encodeDesired(state([['10.0.0.5', true, 2]], [])), asCurrent(encodeDesired(state([['10.0.0.5', true, 0]], []))));
   t.is(plan.endpointUpserts.length, 1);
   t.is(plan.endpointDeletes.length, 0);
   t.is(counts.endpoints.changed, 1);
@@ -80,7 +71,7 @@ test('two verdicts for one ip:port: PROXY wins whatever the order', (t) => {
   ] as Array<Array<[string, number, 'bypass' | 'proxy']>>) {
     const e = encodeDesired(state([], order));
     t.is(e.policy.size, 1);
-    t.is(decodeVerdict([...e.policy.values()][0] ?? null), 'proxy');
+    t.is(decodeVerdict(e.policy.valueAt(0)), 'proxy');
   }
 });
 
