@@ -1,0 +1,78 @@
+// The shape of bench/report/report.json (schema 1).
+import type { Family, TopoKind } from './args.js';
+import type { Ratio, Summary } from './stats.js';
+
+export interface ThroughputRow {
+  topology: TopoKind;
+  family: Family;
+  size: number; // bytes per write (iperf3 -l)
+  stack: Summary; // bits/s at the receiver
+  bypass: Summary;
+  ratio: Ratio; // bypass / stack
+  /** CPU-seconds per GB moved */
+  cpuSecPerGB: { peersStack?: Summary; peersBypass?: Summary; nodeStack?: Summary; nodeBypass?: Summary };
+}
+
+export interface LatencyRow {
+  topology: TopoKind;
+  family: Family;
+  tool: 'sockperf' | 'mbrr';
+  size: number; // request and response size
+  unit: string;
+  p50: { stack: Summary; bypass: Summary; ratio: Ratio };
+  p99: { stack: Summary; bypass: Summary; ratio: Ratio };
+}
+
+export interface ConnectRow {
+  topology: TopoKind;
+  family: Family;
+  unit: string;
+  none: Summary;
+  attachedIneligible: Summary;
+  attachedBypass: Summary;
+  ratioBypass: Ratio; // attachedBypass / none
+  ratioIneligible: Ratio; // attachedIneligible / none
+}
+
+export interface NetfilterInfo {
+  mode: string;
+  backend: string;
+  services: number;
+  rulesV4: number;
+  rulesV6: number;
+  conntrackTimeWaitSec: number;
+  forwardEstablishedPackets?: { v4: number; v6: number };
+  conntrackEntriesAtEnd?: number;
+}
+
+export interface Verification {
+  topology: TopoKind;
+  family: Family;
+  metric: string;
+  mode: string;
+  runs: number;
+  redirectedMsgs: number;
+  redirectedBytes: number;
+  socketsInserted: number;
+}
+
+export interface Experiment {
+  name: string;
+  description: string;
+  rows: Array<{ metric: string; size: number; baseline: Summary; variant: Summary; ratio: Ratio; unit: string; note?: string }>;
+}
+
+export interface Report {
+  schema: 1;
+  generatedAt: string;
+  durationSec: number;
+  machine: { kernel: string; cpuModel: string; cores: number; node: string; iperf3: string; sockperf: string; libbpf: string };
+  options: { quick: boolean; seconds: number; rrSeconds: number; rounds: number; sizes: number[]; rrSizes: number[]; families: Family[]; topologies: TopoKind[] };
+  method: Record<string, unknown>;
+  netfilter?: NetfilterInfo;
+  throughput: ThroughputRow[];
+  latency: LatencyRow[];
+  connectRate: ConnectRow[];
+  verification: Verification[];
+  experiments: Experiment[];
+}

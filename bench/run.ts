@@ -1,0 +1,458 @@
+// `npm run bench`: build throwaway nodes (veth pair; bridge + kube-proxy-like
+// netfilter), load meshbpf into each, and measure the normal stack against the
+// bypass in ONE run, alternating the two modes round by round:
+//   - throughput (iperf3) per write size, with CPU per GB moved
+//   - request/response latency p50/p99 (sockperf for IPv4, mbrr for both)
+//   - short-connection rate with the programs attached vs not attached at all
+// for IPv4 and IPv6. Writes report.json, REPORT.md and throughput-ratio.svg.
+// Everything it creates is named mbt-* and removed on success, failure and Ctrl-C.
+import { execFileSync } from 'node:child_process';
+import { setLogLevel } from '../src/log.js';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { join } from 'node:path';
+import { load, unload } from '../src/loader/load.js';
+import { checkPrivileges } from '../src/loader/preflight.js';
+import { openMaps, readStats, type MeshMaps } from '../src/maps/pinned.js';
+import type { Stats } from '../src/maps/codecs.js';
+import { PROJECT_ROOT } from '../src/paths.js';
+import { removeCgroup, Topology } from '../src/topo/topology.js';
+import { ArgError, parseArgs, type BenchOptions, type Family, type TopoKind } from './lib/args.js';
+import { ratioChart } from './lib/chart.js';
+import { kubeProxyRules } from './lib/kubeproxy.js';
+import { renderMarkdown } from './lib/markdown.js';
+import {
+  buildMbrr,
+  killOurs,
+  iperf,
+  mbrrConnectRate,
+  mbrrPingPong,
+  sockperfPingPong,
+  spawnIn,
+  toolVersion,
+  waitForListen,
+  type IperfRun,
+  type RrRun,
+} from './lib/peers.js';
+import { ratio, roundRatio, roundSummary, sig, summarize } from './lib/stats.js';
+import type { ConnectRow, LatencyRow, NetfilterInfo, Report, ThroughputRow, Verification } from './lib/report.js';
+import { runExperiments } from './experiments/small-writes.js';
+
+type Mode = 'stack' | 'bypass';
+
+const PORTS = { iperf: 5201, sockperf: 11111, rr: { v4: 7001, v6: 7002 }, crr: { v4: [7101, 7102, 7103], v6: [7201, 7202, 7203] } };
+
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+// ---------- cleanup that also runs on failure and on Ctrl-C
+
+const cleanups: Array<() => void> = [];
+function cleanupAll(): void {
+  while (cleanups.length) {
+    const f = cleanups.pop() as () => void;
+    try {
+      f();
+    } catch (e) {
+      log(`cleanup: ${(e as Error).message}`);
+    }
+  }
+}
+function onSignal(sig: NodeJS.Signals): void {
+  log(`\n${sig}: removing the benchmark's namespaces, cgroups and pins`);
+  cleanupAll();
+  process.exit(130);
+}
+
+// ---------- a node under test
+
+interface Node {
+  kind: TopoKind;
+  topo: Topology;
+  maps: MeshMaps;
+  plainCgroup: string;
+  addr: Record<Family, { a: string; b: string }>;
+  netfilter?: NetfilterInfo;
+}
+
+const PODS: Record<TopoKind, { a: { v4: string; v6: string }; b: { v4: string; v6: string }; cidr4: string; cidr6: string }> = {
+  veth: { a: { v4: '198.18.1.1/24', v6: 'fd00:0:0:1::1/64' }, b: { v4: '198.18.1.2/24', v6: 'fd00:0:0:1::2/64' }, cidr4: '198.18.1.0/24', cidr6: 'fd00:0:0:1::/64' },
+  bridge: { a: { v4: '198.18.2.2/24', v6: 'fd00:0:0:2::2/64' }, b: { v4: '198.18.2.3/24', v6: 'fd00:0:0:2::3/64' }, cidr4: '198.18.2.0/24', cidr6: 'fd00:0:0:2::/64' },
+};
+
+const SERVICES = 300;
+
+function nsExec(netns: string, cmd: string[], input?: string): string {
+  return execFileSync('ip', ['netns', 'exec', netns, ...cmd], { encoding: 'utf8', input: input ?? '', stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** br_netfilter inside the node namespace only, plus kube-proxy-shaped rules for both families. */
+function setupNetfilter(topo: Topology, cidr4: string, cidr6: string): NetfilterInfo {
+  const node = topo.ns('node');
+  const hostBefore = existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables') ? execFileSync('sysctl', ['-n', 'net.bridge.bridge-nf-call-iptables'], { encoding: 'utf8' }).trim() : undefined;
+  let mode: NetfilterInfo['mode'] = 'bridged';
+  try {
+    nsExec(node, ['sysctl', '-q', '-w', 'net.bridge.bridge-nf-call-iptables=1', 'net.bridge.bridge-nf-call-ip6tables=1']);
+  } catch (e) {
+    throw new Error(`br_netfilter is not available in the node namespace (${(e as Error).message.split('\n')[0]}); this kernel needs the routed variant, which the bench does not build yet`);
+  }
+  const hostAfter = hostBefore === undefined ? undefined : execFileSync('sysctl', ['-n', 'net.bridge.bridge-nf-call-iptables'], { encoding: 'utf8' }).trim();
+  if (hostBefore !== hostAfter) mode = 'bridged (sysctl NOT per-netns: host value changed)';
+  // Short-connection runs open tens of thousands of connections; kube-proxy's
+  // defaults keep TIME_WAIT entries 120 s. Shorter, in this namespace only, so
+  // the conntrack table stays far from full across rounds.
+  nsExec(node, ['sysctl', '-q', '-w', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=5']);
+  const r4 = kubeProxyRules('v4', SERVICES, cidr4);
+  const r6 = kubeProxyRules('v6', SERVICES, cidr6);
+  nsExec(node, ['iptables-restore'], r4.text);
+  nsExec(node, ['ip6tables-restore'], r6.text);
+  return {
+    mode,
+    backend: toolVersion(['iptables', '--version']),
+    services: SERVICES,
+    rulesV4: r4.rules,
+    rulesV6: r6.rules,
+    conntrackTimeWaitSec: 5,
+  };
+}
+
+/** Packets the stack carried through the node's KUBE-FORWARD ESTABLISHED rule, per family. */
+function forwardPackets(topo: Topology): { v4: number; v6: number } {
+  const node = topo.ns('node');
+  const count = (bin: string) => {
+    const out = nsExec(node, [bin, '-t', 'filter', '-L', 'KUBE-FORWARD', '-n', '-v', '-x']);
+    const line = out.split('\n').find((l) => l.includes('RELATED,ESTABLISHED'));
+    return Number(line?.trim().split(/\s+/)[0] ?? 0);
+  };
+  return { v4: count('iptables'), v6: count('ip6tables') };
+}
+
+async function buildNode(kind: TopoKind, mbrr: string): Promise<Node> {
+  const topo = new Topology();
+  const plainCgroup = `${topo.cgroup}-plain`;
+  let loaded = false;
+  let maps: MeshMaps | undefined;
+  cleanups.push(() => {
+    maps?.close();
+    killOurs();
+    if (loaded) unload({ pinDir: topo.pinDir });
+    topo.destroy();
+    removeCgroup(plainCgroup);
+  });
+  const p = PODS[kind];
+  log(`[${kind}] building mbt-${topo.id}: ${kind === 'veth' ? 'pod netns <-> veth <-> pod netns' : `pods on a bridge in a node namespace, br_netfilter + kube-proxy-like rules (${SERVICES} services)`}`);
+  topo.build(kind, [
+    { name: 'a', ...p.a },
+    { name: 'b', ...p.b },
+  ]);
+  mkdirSync(plainCgroup); // a sibling cgroup with no programs: "not attached at all"
+  const node: Node = {
+    kind,
+    topo,
+    plainCgroup,
+    maps: undefined as unknown as MeshMaps,
+    addr: { v4: { a: topo.pod('a').v4 as string, b: topo.pod('b').v4 as string }, v6: { a: topo.pod('a').v6 as string, b: topo.pod('b').v6 as string } },
+  };
+  if (kind === 'bridge') node.netfilter = setupNetfilter(topo, p.cidr4, p.cidr6);
+  load({ pinDir: topo.pinDir, cgroup: topo.cgroup });
+  loaded = true;
+  maps = openMaps(topo.pinDir);
+  node.maps = maps;
+  const local = { local: true, mesh: true, networkId: 0, workloadId: 0 };
+  maps.endpoints.set(p.cidr4, local);
+  maps.endpoints.set(p.cidr6, local);
+
+  // Servers in pod b. iperf3 listens dual-stack; sockperf is IPv4 only.
+  spawnIn(topo, 'b', 'topo', ['iperf3', '-s', '-p', String(PORTS.iperf)]);
+  spawnIn(topo, 'b', 'topo', ['sockperf', 'server', '--tcp', '-i', node.addr.v4.b, '-p', String(PORTS.sockperf)]);
+  for (const fam of ['v4', 'v6'] as const) {
+    const b = node.addr[fam].b;
+    spawnIn(topo, 'b', 'topo', [mbrr, 'server', b, String(PORTS.rr[fam]), 'rr']);
+    const [bypassPort, ineligiblePort, nonePort] = PORTS.crr[fam] as [number, number, number];
+    spawnIn(topo, 'b', 'topo', [mbrr, 'server', b, String(bypassPort), 'crr']);
+    spawnIn(topo, 'b', 'topo', [mbrr, 'server', b, String(ineligiblePort), 'crr']);
+    spawnIn(topo, 'b', plainCgroup, [mbrr, 'server', b, String(nonePort), 'crr']);
+    maps.policy.set({ ip: b, port: bypassPort }, { verdict: 'bypass', ruleId: 1 });
+  }
+  for (const port of [PORTS.iperf, PORTS.sockperf, PORTS.rr.v4, PORTS.rr.v6, ...PORTS.crr.v4, ...PORTS.crr.v6]) await waitForListen(topo, 'b', port);
+  return node;
+}
+
+// ---------- measuring
+
+let step = 0;
+let totalSteps = 0;
+const verification: Verification[] = [];
+
+function statDelta(a: Stats, b: Stats): { redirectBytes: number; redirectMsgs: number; inserted: number } {
+  return { redirectBytes: Number(b.redirect_bytes - a.redirect_bytes), redirectMsgs: Number(b.redirect_msgs - a.redirect_msgs), inserted: Number(b.sockets_inserted - a.sockets_inserted) };
+}
+
+/** Run `fn` with the verdict for (ip, port) set (bypass) or removed (stack); check the counters agree. */
+async function inMode<T>(node: Node, mode: Mode, key: { ip: string; port: number }, what: string, family: Family, fn: () => Promise<T>): Promise<T> {
+  if (mode === 'bypass') node.maps.policy.set(key, { verdict: 'bypass', ruleId: 1 });
+  else node.maps.policy.delete(key);
+  const before = readStats(node.maps.stats);
+  const r = await fn();
+  const d = statDelta(before, readStats(node.maps.stats));
+  if (mode === 'bypass' && d.redirectMsgs === 0) throw new Error(`${node.kind} ${family} ${what}: bypass mode redirected nothing; the measurement would be meaningless`);
+  if (mode === 'stack' && d.redirectMsgs !== 0) throw new Error(`${node.kind} ${family} ${what}: stack mode redirected ${d.redirectMsgs} messages`);
+  let v = verification.find((x) => x.topology === node.kind && x.family === family && x.metric === what.split(' ')[0] && x.mode === mode);
+  if (!v) {
+    v = { topology: node.kind, family, metric: what.split(' ')[0] as string, mode, runs: 0, redirectedMsgs: 0, redirectedBytes: 0, socketsInserted: 0 };
+    verification.push(v);
+  }
+  v.runs++;
+  v.redirectedMsgs += d.redirectMsgs;
+  v.redirectedBytes += d.redirectBytes;
+  v.socketsInserted += d.inserted;
+  return r;
+}
+
+/** Rounds alternate the mode order (AB, BA, AB, ...) so drift hits both modes alike. */
+async function alternate<M extends string, T>(modes: M[], rounds: number, label: (m: M, r: number) => string, run: (m: M) => Promise<T>, show: (t: T) => string): Promise<Record<M, T[]>> {
+  const out = Object.fromEntries(modes.map((m) => [m, [] as T[]])) as Record<M, T[]>;
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 === 0 ? modes : [...modes].reverse();
+    for (const m of order) {
+      const t = await run(m);
+      out[m].push(t);
+      step++;
+      log(`[${String(step).padStart(3)}/${totalSteps}] ${label(m, r)}: ${show(t)}`);
+    }
+  }
+  return out;
+}
+
+const gbit = (b: number) => `${(b / 1e9).toFixed(2)} Gbit/s`;
+const sizeName = (n: number) => (n >= 1 << 20 ? `${n >> 20} MiB` : n >= 1024 ? `${n >> 10} KiB` : `${n} B`);
+
+async function throughput(node: Node, fam: Family, o: BenchOptions): Promise<ThroughputRow[]> {
+  const rows: ThroughputRow[] = [];
+  const server = node.addr[fam].b;
+  for (const size of o.sizes) {
+    const res = await alternate<Mode, IperfRun>(
+      ['stack', 'bypass'],
+      o.rounds,
+      (m, r) => `${node.kind} ${fam} throughput ${sizeName(size)} ${m} round ${r + 1}/${o.rounds}`,
+      (m) => inMode(node, m, { ip: server, port: PORTS.iperf }, `throughput ${size}`, fam, () => iperf(node.topo, 'a', server, PORTS.iperf, size, o.seconds)),
+      (t) => gbit(t.bitsPerSecond),
+    );
+    const stack = summarize(res.stack.map((x) => x.bitsPerSecond));
+    const bypass = summarize(res.bypass.map((x) => x.bitsPerSecond));
+    const cpu = (xs: IperfRun[], k: 'peerCpuSecPerGB' | 'nodeCpuSecPerGB') => {
+      const v = xs.map((x) => x[k]).filter((n): n is number => typeof n === 'number' && n > 0);
+      return v.length ? roundSummary(summarize(v), 3) : undefined;
+    };
+    const row: ThroughputRow = { topology: node.kind, family: fam, size, stack: roundSummary(stack), bypass: roundSummary(bypass), ratio: roundRatio(ratio(bypass, stack)), cpuSecPerGB: {} };
+    const ps = cpu(res.stack, 'peerCpuSecPerGB');
+    const pb = cpu(res.bypass, 'peerCpuSecPerGB');
+    const ns = cpu(res.stack, 'nodeCpuSecPerGB');
+    const nb = cpu(res.bypass, 'nodeCpuSecPerGB');
+    if (ps) row.cpuSecPerGB.peersStack = ps;
+    if (pb) row.cpuSecPerGB.peersBypass = pb;
+    if (ns) row.cpuSecPerGB.nodeStack = ns;
+    if (nb) row.cpuSecPerGB.nodeBypass = nb;
+    rows.push(row);
+  }
+  return rows;
+}
+
+async function latency(node: Node, fam: Family, o: BenchOptions, mbrr: string): Promise<LatencyRow[]> {
+  const rows: LatencyRow[] = [];
+  const server = node.addr[fam].b;
+  const tools: Array<{ tool: LatencyRow['tool']; port: number; run: (size: number) => Promise<RrRun> }> = [];
+  if (fam === 'v4') tools.push({ tool: 'sockperf', port: PORTS.sockperf, run: (size) => sockperfPingPong(node.topo, 'a', server, PORTS.sockperf, size, o.rrSeconds) });
+  tools.push({ tool: 'mbrr', port: PORTS.rr[fam], run: (size) => mbrrPingPong(node.topo, mbrr, 'a', server, PORTS.rr[fam], size, o.rrSeconds) });
+  for (const t of tools) {
+    for (const size of o.rrSizes) {
+      const res = await alternate<Mode, RrRun>(
+        ['stack', 'bypass'],
+        o.rounds,
+        (m, r) => `${node.kind} ${fam} latency ${t.tool} ${sizeName(size)} ${m} round ${r + 1}/${o.rounds}`,
+        (m) => inMode(node, m, { ip: server, port: t.port }, `latency ${t.tool} ${size}`, fam, () => t.run(size)),
+        (x) => `p50 ${x.p50.toFixed(1)} us, p99 ${x.p99.toFixed(1)} us`,
+      );
+      const p = (k: 'p50' | 'p99') => {
+        const s = summarize(res.stack.map((x) => x[k]));
+        const b = summarize(res.bypass.map((x) => x[k]));
+        return { stack: roundSummary(s), bypass: roundSummary(b), ratio: roundRatio(ratio(b, s)) };
+      };
+      rows.push({ topology: node.kind, family: fam, tool: t.tool, size, unit: 'us (full round trip)', p50: p('p50'), p99: p('p99') });
+    }
+  }
+  return rows;
+}
+
+type ConnMode = 'none' | 'attachedIneligible' | 'attachedBypass';
+
+async function connectRate(node: Node, fam: Family, o: BenchOptions, mbrr: string): Promise<ConnectRow> {
+  const server = node.addr[fam].b;
+  const [bypassPort, ineligiblePort, nonePort] = PORTS.crr[fam] as [number, number, number];
+  const ports: Record<ConnMode, number> = { attachedBypass: bypassPort, attachedIneligible: ineligiblePort, none: nonePort };
+  const res = await alternate<ConnMode, number>(
+    ['none', 'attachedBypass', 'attachedIneligible'],
+    o.rounds,
+    (m, r) => `${node.kind} ${fam} connection rate ${m} round ${r + 1}/${o.rounds}`,
+    async (m) => {
+      const before = readStats(node.maps.stats);
+      const r = await mbrrConnectRate(node.topo, mbrr, m === 'none' ? node.plainCgroup : 'topo', 'a', server, ports[m], o.rrSeconds);
+      const d = statDelta(before, readStats(node.maps.stats));
+      if (m === 'attachedBypass' && d.inserted < r.connections) throw new Error(`${node.kind} ${fam}: only ${d.inserted} sockets inserted for ${r.connections} connections in attachedBypass mode`);
+      if (m !== 'attachedBypass' && d.inserted !== 0) throw new Error(`${node.kind} ${fam}: ${d.inserted} sockets inserted in mode ${m}`);
+      if (r.errors) log(`  ${r.errors} failed connections`);
+      const metric = 'connect';
+      let v = verification.find((x) => x.topology === node.kind && x.family === fam && x.metric === metric && x.mode === m);
+      if (!v) {
+        v = { topology: node.kind, family: fam, metric, mode: m, runs: 0, redirectedMsgs: 0, redirectedBytes: 0, socketsInserted: 0 };
+        verification.push(v);
+      }
+      v.runs++;
+      v.redirectedMsgs += d.redirectMsgs;
+      v.redirectedBytes += d.redirectBytes;
+      v.socketsInserted += d.inserted;
+      return r.perSec;
+    },
+    (x) => `${x.toFixed(0)} conn/s`,
+  );
+  const none = summarize(res.none);
+  const byp = summarize(res.attachedBypass);
+  const inel = summarize(res.attachedIneligible);
+  return {
+    topology: node.kind,
+    family: fam,
+    unit: 'connections/s (connect, 1-byte request, 1-byte reply, close)',
+    none: roundSummary(none),
+    attachedIneligible: roundSummary(inel),
+    attachedBypass: roundSummary(byp),
+    ratioBypass: roundRatio(ratio(byp, none)),
+    ratioIneligible: roundRatio(ratio(inel, none)),
+  };
+}
+
+// ---------- report
+
+function machine(): Report['machine'] {
+  const model = cpus()[0]?.model?.trim() ?? 'unknown';
+  return {
+    kernel: release(),
+    cpuModel: model,
+    cores: cpus().length,
+    node: process.version,
+    iperf3: toolVersion(['iperf3', '--version']),
+    sockperf: toolVersion(['sockperf', '--version']).replace(/^sockperf:?\s*(sockperf,\s*)?/, ''),
+    libbpf: toolVersion(['sh', '-c', "dpkg-query -W -f='${Version}' libbpf1 2>/dev/null || echo unknown"]),
+  };
+}
+
+const COLORS: Record<string, { color: string; dash?: string }> = {
+  'veth v4': { color: '#1f77b4' },
+  'veth v6': { color: '#1f77b4', dash: '5 4' },
+  'bridge v4': { color: '#ff7f0e' },
+  'bridge v6': { color: '#ff7f0e', dash: '5 4' },
+};
+
+function chartFor(rows: ThroughputRow[], subtitle: string): string {
+  const groups = new Map<string, ThroughputRow[]>();
+  for (const r of rows) {
+    const k = `${r.topology} ${r.family}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  const series = [...groups].map(([k, rs]) => ({
+    label: `${k === k.replace('v4', '') ? k : k.replace('v4', 'IPv4')}`.replace('v6', 'IPv6').replace('bridge', 'bridge+netfilter'),
+    ...(COLORS[k] ?? { color: '#444' }),
+    points: rs.map((r) => ({ size: r.size, ratio: r.ratio.median, min: r.ratio.min, max: r.ratio.max })),
+  }));
+  return ratioChart(series, { title: 'meshbpf: throughput through the bypass vs the kernel stack', subtitle, target: 3.5 });
+}
+
+async function main(): Promise<void> {
+  let o: BenchOptions;
+  try {
+    o = parseArgs(process.argv.slice(2), join(PROJECT_ROOT, 'bench', 'report'));
+  } catch (e) {
+    if (e instanceof ArgError) {
+      log(e.message);
+      process.exit(2);
+    }
+    throw e;
+  }
+  if (!process.env.MESHBPF_LOG_LEVEL) setLogLevel('warn'); // progress lines are enough
+  checkPrivileges();
+  for (const [bin, pkg] of [
+    ['iperf3', 'iperf3'],
+    ['sockperf', 'sockperf'],
+    ['iptables-restore', 'iptables'],
+  ] as const) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
+    } catch {
+      throw new Error(`${bin} not found: apt-get install ${pkg} (scripts/setup.sh lists the bench packages)`);
+    }
+  }
+  const mbrr = buildMbrr(PROJECT_ROOT);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  process.once('SIGHUP', onSignal);
+  const started = Date.now();
+  const nFam = o.families.length;
+  const rrTools = o.families.reduce((a, f) => a + (f === 'v4' ? 2 : 1), 0);
+  totalSteps = o.topologies.length * o.rounds * (nFam * o.sizes.length * 2 + rrTools * o.rrSizes.length * 2 + nFam * 3);
+  log(`meshbpf bench: ${o.topologies.join('+')} x ${o.families.join('+')}, ${o.rounds} alternating rounds, ${o.seconds} s per iperf3 run, ${o.rrSeconds} s per latency/connection run (${totalSteps} runs)`);
+
+  const report: Report = {
+    schema: 1,
+    generatedAt: new Date().toISOString(),
+    durationSec: 0,
+    machine: machine(),
+    options: { quick: o.quick, seconds: o.seconds, rrSeconds: o.rrSeconds, rounds: o.rounds, sizes: o.sizes, rrSizes: o.rrSizes, families: o.families, topologies: o.topologies },
+    method: {
+      modes: 'stack = same topology, meshbpf loaded, the server has no policy verdict (connection not eligible); bypass = verdict BYPASS for the server ip:port. Connection rate: none = client and server in a sibling cgroup with no programs; attachedIneligible = programs attached, no verdict; attachedBypass = programs attached and the connection inserted into the sockhash.',
+      alternation: 'each round runs every mode once; the order flips every round (AB, BA, ...); figures are the median over rounds with min and max',
+      tools: { throughput: 'iperf3 -l SIZE (default Nagle)', latencyV4: 'sockperf ping-pong --tcp --full-rtt, and mbrr rr', latencyV6: 'mbrr rr (sockperf 3.7 has no IPv6)', connectRate: 'mbrr crr (netperf TCP_CRR is not in Debian main)' },
+      cpu: 'peers = user+sys of both iperf3 processes (iperf3 -J cpu_utilization_percent) x duration / GB received; node = busy time of all CPUs from /proc/stat during the run / GB (includes softirq and anything else running on the machine)',
+    },
+    throughput: [],
+    latency: [],
+    connectRate: [],
+    verification,
+    experiments: [],
+  };
+
+  try {
+    for (const kind of o.topologies) {
+      const node = await buildNode(kind, mbrr);
+      if (node.netfilter) report.netfilter = node.netfilter;
+      for (const fam of o.families) {
+        report.throughput.push(...(await throughput(node, fam, o)));
+        report.latency.push(...(await latency(node, fam, o, mbrr)));
+        report.connectRate.push(await connectRate(node, fam, o, mbrr));
+      }
+      if (node.netfilter) {
+        const fp = forwardPackets(node.topo);
+        node.netfilter.forwardEstablishedPackets = fp;
+        node.netfilter.conntrackEntriesAtEnd = Number(nsExec(node.topo.ns('node'), ['cat', '/proc/sys/net/netfilter/nf_conntrack_count']).trim());
+        log(`[bridge] netfilter saw ${fp.v4} IPv4 / ${fp.v6} IPv6 packets in KUBE-FORWARD's ESTABLISHED rule`);
+      }
+      if (o.experiments && kind === 'veth') {
+        report.experiments.push(...(await runExperiments({ topo: node.topo, maps: node.maps, server: node.addr.v4.b, port: PORTS.iperf, rrPort: PORTS.rr.v4, mbrr, seconds: o.seconds, rrSeconds: o.rrSeconds, rounds: o.rounds, log })));
+      }
+      cleanupAll();
+    }
+  } finally {
+    cleanupAll();
+  }
+  report.durationSec = sig((Date.now() - started) / 1000, 4);
+
+  mkdirSync(o.out, { recursive: true });
+  writeFileSync(join(o.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+  const subtitle = `${report.machine.cpuModel}, ${report.machine.cores} cores, kernel ${report.machine.kernel}; median of ${o.rounds} alternating rounds`;
+  writeFileSync(join(o.out, 'throughput-ratio.svg'), chartFor(report.throughput, subtitle));
+  writeFileSync(join(o.out, 'REPORT.md'), renderMarkdown(report));
+  log(`done in ${report.durationSec} s: ${join(o.out, 'REPORT.md')}, report.json, throughput-ratio.svg`);
+}
+
+main().catch((e: unknown) => {
+  cleanupAll();
+  log(`bench failed: ${(e as Error).stack ?? String(e)}`);
+  process.exit(1);
+});
