@@ -14,6 +14,7 @@ import { log, setLogLevel } from '../log.js';
 import { explainFromKernel, renderExplain } from './explain.js';
 import { registerDemo } from './demo.js';
 import { registerSync } from './sync.js';
+import { registerAgent } from './agent.js';
 
 export function buildProgram(): Command {
   const program = new Command('meshbpf')
@@ -177,6 +178,7 @@ export function buildProgram(): Command {
     });
 
   registerSync(program);
+  registerAgent(program);
   registerDemo(program);
   return program;
 }

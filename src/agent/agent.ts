@@ -1,0 +1,264 @@
+// The node agent: a thin loop around pure pieces.
+//   source (ADS | file) --snapshot--> compile (pure) --desired--> syncMaps --> kernel
+// It loads or adopts the pinned programs, keeps the maps in step with the
+// control plane, and serves metrics, health and a read-only debug view.
+// Stopping leaves programs attached and maps pinned (accelerated connections
+// keep flowing through a restart) unless unloadOnExit is set.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Server } from 'node:http';
+import { load, unload, type LoadOptions, type LoadResult } from '../loader/load.js';
+import { inspect, type Inspection } from '../loader/inspect.js';
+import { openMaps, readStats, type MeshMaps } from '../maps/pinned.js';
+import { encodeDesired, planSync, readRaw, syncMaps, type SyncCounts } from '../maps/sync.js';
+import { stateDir, writeRules } from '../maps/state.js';
+import { compile, validate, type CompiledState } from '../policy/index.js';
+import type { Locality } from '../policy/types.js';
+import type { XdsSnapshot, XdsSource, XdsStateEvent, XdsStatus } from '../xds/types.js';
+import { child } from '../log.js';
+import { AgentMetrics } from './metrics.js';
+import { startServer } from './server.js';
+import type { Stats } from '../maps/codecs.js';
+
+const log = child('agent');
+
+export interface AgentOptions extends LoadOptions {
+  pinDir: string;
+  locality: Locality;
+  source: XdsSource;
+  /** host:port for metrics/health/debug; '' disables the server */
+  listen: string;
+  unloadOnExit?: boolean;
+  /** coalesce bursts of snapshots (ms) */
+  debounceMs?: number;
+  /** how often to look at the map-full counter for the rate-limited log line */
+  watchIntervalMs?: number;
+}
+
+export interface AgentStatus {
+  pid: number;
+  startedAt: string;
+  pinDir: string;
+  listen: string;
+  load: { upgraded: boolean; cgroup: string } | null;
+  synced: boolean;
+  lastSync: { at: string; ms: number; counts: SyncCounts; error?: string } | null;
+  desired: { endpoints: number; policies: number; bypass: number; proxy: number; skipped: number } | null;
+  xds: XdsStatus;
+}
+
+export class Agent {
+  private maps: MeshMaps | undefined;
+  private server: Server | undefined;
+  private loadResult: LoadResult | undefined;
+  private desired: CompiledState | undefined;
+  private pending: XdsSnapshot | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private watchTimer: NodeJS.Timeout | undefined;
+  private syncing = false;
+  private stopped = false;
+  private lastMapFull = 0n;
+  readonly metrics: AgentMetrics;
+  readonly startedAt = new Date();
+  lastSync: AgentStatus['lastSync'] = null;
+  listenAddress = '';
+
+  constructor(readonly opts: AgentOptions) {
+    this.metrics = new AgentMetrics(this);
+  }
+
+  /** Load or adopt, reconcile, subscribe, serve. */
+  async start(): Promise<void> {
+    this.loadResult = load(this.opts);
+    log.info({ pinDir: this.opts.pinDir, cgroup: this.loadResult.cgroup.path, adopted: this.loadResult.upgraded }, this.loadResult.upgraded ? 'adopted pinned meshbpf' : 'loaded meshbpf');
+    this.maps = openMaps(this.opts.pinDir);
+    this.lastMapFull = readStats(this.maps.stats).sockets_map_full;
+
+    const src = this.opts.source;
+    src.on('snapshot', (s) => this.schedule(s));
+    src.on('state', (e) => this.onSourceState(e));
+    if (this.opts.listen) {
+      this.server = await startServer(this, this.opts.listen);
+      const a = this.server.address();
+      this.listenAddress = a && typeof a === 'object' ? `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}` : this.opts.listen;
+      log.info({ listen: this.listenAddress }, 'serving /metrics /healthz /readyz /debug/state /debug/status');
+    }
+    this.writeAgentFile();
+    await src.start();
+    // A source that already holds a snapshot (file source) may have emitted before we listened.
+    const snap = src.snapshot();
+    if (snap.clusters.size + snap.endpoints.size + snap.listeners.size > 0) this.schedule(snap);
+    // Map-full is rare; one look every few seconds is enough (no busy polling).
+    this.watchTimer = setInterval(() => this.watchMapFull(), this.opts.watchIntervalMs ?? 5000);
+    this.watchTimer.unref();
+  }
+
+  private onSourceState(e: XdsStateEvent): void {
+    this.metrics.onSourceState(e);
+    if (e.kind === 'nack' || e.kind === 'error') log.warn(e, 'xDS update rejected; keeping the last good state');
+    else if (e.kind === 'disconnected') log.warn(e, 'control plane disconnected; the maps keep the last good state');
+    else log.debug(e, 'xDS');
+  }
+
+  private schedule(s: XdsSnapshot): void {
+    this.pending = s;
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.syncNow();
+    }, this.opts.debounceMs ?? 50);
+  }
+
+  /** Compile the pending snapshot and make the kernel maps match it. */
+  async syncNow(): Promise<void> {
+    if (this.syncing || !this.pending || !this.maps) return;
+    this.syncing = true;
+    const snap = this.pending;
+    this.pending = undefined;
+    const t0 = performance.now();
+    try {
+      const desired = compile(snap, this.opts.locality);
+      // Reconcile against what the kernel really holds (also repairs drift).
+      const r = syncMaps(this.maps, desired);
+      this.desired = desired;
+      writeRules(this.opts.pinDir, desired.rules);
+      const ms = performance.now() - t0;
+      this.lastSync = { at: new Date().toISOString(), ms, counts: r.counts };
+      this.metrics.observeSync(ms / 1000, true);
+      log.info({ ms: Math.round(ms), endpoints: r.counts.endpoints, policies: r.counts.policies }, 'maps synced');
+    } catch (e) {
+      const ms = performance.now() - t0;
+      this.lastSync = { at: new Date().toISOString(), ms, counts: this.lastSync?.counts ?? emptyCounts(), error: (e as Error).message };
+      this.metrics.observeSync(ms / 1000, false);
+      log.error({ err: (e as Error).message }, 'sync failed; maps keep their previous state');
+    } finally {
+      this.syncing = false;
+    }
+    if (this.pending) await this.syncNow();
+  }
+
+  private watchMapFull(): void {
+    if (!this.maps) return;
+    try {
+      const now = readStats(this.maps.stats).sockets_map_full;
+      if (now > this.lastMapFull) {
+        log.warn({ newEvents: Number(now - this.lastMapFull), capacity: this.maps.sockets.info.maxEntries }, 'mb_sockets is full: new connections take the normal stack (raise --max-sockets)');
+        this.lastMapFull = now;
+      }
+    } catch {
+      /* maps gone (unloaded behind our back): health reports it */
+    }
+  }
+
+  /** The snapshot validator the xDS source calls before accepting an update. */
+  static validator(snapshot: XdsSnapshot): string | undefined {
+    return validate(snapshot);
+  }
+
+  inspect(): Inspection {
+    return inspect(this.opts.pinDir);
+  }
+
+  stats(): Stats | undefined {
+    return this.maps ? readStats(this.maps.stats) : undefined;
+  }
+
+  occupancy(): Record<string, { entries: number; capacity: number }> {
+    const m = this.maps;
+    if (!m) return {};
+    return {
+      mb_sockets: { entries: m.sockets.count(), capacity: m.sockets.info.maxEntries },
+      mb_endpoints: { entries: this.desired?.endpoints.length ?? m.endpoints.count(), capacity: m.endpoints.info.maxEntries },
+      mb_policy: { entries: this.desired?.policies.length ?? m.policy.count(), capacity: m.policy.info.maxEntries },
+    };
+  }
+
+  health(): { healthy: boolean; ready: boolean; problems: string[] } {
+    const problems: string[] = [];
+    let attached = false;
+    try {
+      const i = this.inspect();
+      attached = i.sockops.attached && i.skMsg.attached;
+      problems.push(...i.problems);
+    } catch (e) {
+      problems.push(`cannot inspect ${this.opts.pinDir}: ${(e as Error).message}`);
+    }
+    const synced = this.lastSync !== null && this.lastSync.error === undefined;
+    if (!synced) problems.push(this.lastSync?.error ? `last sync failed: ${this.lastSync.error}` : 'no xDS snapshot applied yet');
+    return { healthy: attached && synced, ready: synced, problems };
+  }
+
+  /** Desired state next to what the kernel holds, so drift is visible. */
+  debugState(): unknown {
+    if (!this.maps || !this.desired) return { desired: null, note: 'no snapshot applied yet' };
+    const enc = encodeDesired(this.desired);
+    const kernel = { endpoints: readRaw(this.maps.endpoints), policy: readRaw(this.maps.policy) };
+    const { plan, counts } = planSync(enc, kernel);
+    const drift = {
+      inSync: plan.endpointUpserts.length + plan.endpointDeletes.length + plan.policyNarrow.upserts.length + plan.policyNarrow.deletes.length + plan.policyWiden.upserts.length + plan.policyWiden.deletes.length === 0,
+      // what a sync would change right now
+      endpoints: { missingOrDifferent: counts.endpoints.added + counts.endpoints.changed, extra: counts.endpoints.removed },
+      policies: { missingOrDifferent: counts.policies.added + counts.policies.changed, extra: counts.policies.removed },
+    };
+    return {
+      drift,
+      desired: {
+        endpoints: this.desired.endpoints,
+        policies: this.desired.policies,
+        rules: this.desired.rules,
+        networks: this.desired.networks,
+        skipped: this.desired.skipped,
+        notes: this.desired.notes,
+      },
+      kernel: { endpoints: kernel.endpoints.size, policies: kernel.policy.size },
+    };
+  }
+
+  status(): AgentStatus {
+    const d = this.desired;
+    return {
+      pid: process.pid,
+      startedAt: this.startedAt.toISOString(),
+      pinDir: this.opts.pinDir,
+      listen: this.listenAddress,
+      load: this.loadResult ? { upgraded: this.loadResult.upgraded, cgroup: this.loadResult.cgroup.path } : null,
+      synced: this.lastSync !== null && this.lastSync.error === undefined,
+      lastSync: this.lastSync,
+      desired: d
+        ? { endpoints: d.endpoints.length, policies: d.policies.length, bypass: d.policies.filter((p) => p.verdict === 'bypass').length, proxy: d.policies.filter((p) => p.verdict === 'proxy').length, skipped: d.skipped.length }
+        : null,
+      xds: this.opts.source.status(),
+    };
+  }
+
+  private writeAgentFile(): void {
+    const dir = stateDir(this.opts.pinDir);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'agent.json'), JSON.stringify({ pid: process.pid, listen: this.listenAddress, startedAt: this.startedAt.toISOString() }));
+  }
+
+  /** Stop serving and syncing. Programs stay attached and maps pinned unless unloadOnExit. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.watchTimer) clearInterval(this.watchTimer);
+    await this.opts.source.close();
+    await new Promise<void>((res) => (this.server ? this.server.close(() => res()) : res()));
+    this.server?.closeAllConnections?.();
+    this.maps?.close();
+    this.maps = undefined;
+    rmSync(join(stateDir(this.opts.pinDir), 'agent.json'), { force: true });
+    if (this.opts.unloadOnExit) {
+      unload({ pinDir: this.opts.pinDir });
+      log.info({ pinDir: this.opts.pinDir }, 'unloaded (--unload-on-exit)');
+    } else {
+      log.info({ pinDir: this.opts.pinDir }, 'stopped; programs stay attached and maps pinned (accelerated connections keep flowing)');
+    }
+  }
+}
+
+function emptyCounts(): SyncCounts {
+  const z = { added: 0, changed: 0, removed: 0, unchanged: 0 };
+  return { endpoints: { ...z }, policies: { ...z } };
+}

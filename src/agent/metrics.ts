@@ -1,0 +1,129 @@
+// Prometheus metrics (prom-client). Kernel counters are read on scrape, not
+// polled: an idle agent does no work between scrapes.
+import client from 'prom-client';
+import { STAT_NAMES } from '../maps/codecs.js';
+import type { XdsStateEvent } from '../xds/types.js';
+import type { Agent } from './agent.js';
+
+const SKIP_REASONS: Record<string, string> = {
+  skip_family: 'family',
+  skip_local_unknown: 'local_not_mesh',
+  skip_remote_unknown: 'remote_not_mesh',
+  skip_network: 'other_network',
+  skip_no_policy: 'no_verdict',
+  skip_proxy: 'proxy_verdict',
+};
+
+export class AgentMetrics {
+  readonly registry = new client.Registry();
+  private readonly syncDuration: client.Histogram;
+  private readonly syncs: client.Counter;
+  private readonly xdsEvents: client.Counter;
+  private readonly lastAck: client.Gauge;
+  private readonly lastNack: client.Gauge;
+  private readonly connected: client.Gauge;
+
+  constructor(agent: Agent) {
+    const r = this.registry;
+    client.collectDefaultMetrics({ register: r, prefix: 'meshbpf_process_' });
+    const counter = (name: string, help: string, read: (s: NonNullable<ReturnType<Agent['stats']>>) => bigint) =>
+      new client.Counter({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          const s = agent.stats();
+          if (s) {
+            this.reset();
+            this.inc(Number(read(s)));
+          }
+        },
+      });
+    counter('meshbpf_redirected_messages_total', 'sendmsg calls moved socket to socket by sk_msg', (s) => s.redirect_msgs);
+    counter('meshbpf_redirected_bytes_total', 'bytes moved socket to socket by sk_msg', (s) => s.redirect_bytes);
+    counter('meshbpf_peer_missing_messages_total', 'messages whose peer socket was not found (took the normal stack)', (s) => s.peer_missing_msgs);
+    counter('meshbpf_peer_missing_bytes_total', 'bytes whose peer socket was not found (took the normal stack)', (s) => s.peer_missing_bytes);
+    counter('meshbpf_sockets_inserted_total', 'sockets inserted into mb_sockets', (s) => s.sockets_inserted);
+    counter('meshbpf_sockets_established_total', 'established TCP sockets seen by sockops', (s) => s.sockops_established);
+    counter('meshbpf_sockets_map_full_total', 'sockets not inserted because mb_sockets was full (they took the normal stack)', (s) => s.sockets_map_full);
+    counter('meshbpf_sockets_insert_failed_total', 'sockets not inserted for another error (e.g. key collision)', (s) => s.insert_failed);
+    new client.Counter({
+      name: 'meshbpf_sockets_skipped_total',
+      help: 'established sockets left on the normal path, by reason',
+      labelNames: ['reason'],
+      registers: [r],
+      collect() {
+        const s = agent.stats();
+        if (!s) return;
+        this.reset();
+        for (const n of STAT_NAMES) {
+          const reason = SKIP_REASONS[n];
+          if (reason) this.inc({ reason }, Number(s[n]));
+        }
+      },
+    });
+    new client.Gauge({
+      name: 'meshbpf_map_entries',
+      help: 'entries in each meshbpf map',
+      labelNames: ['map'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const [map, o] of Object.entries(agent.occupancy())) this.set({ map }, o.entries);
+      },
+    });
+    new client.Gauge({
+      name: 'meshbpf_map_capacity',
+      help: 'max_entries of each meshbpf map',
+      labelNames: ['map'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const [map, o] of Object.entries(agent.occupancy())) this.set({ map }, o.capacity);
+      },
+    });
+    new client.Gauge({
+      name: 'meshbpf_programs_attached',
+      help: '1 when sockops is attached to the cgroup and sk_msg to the sockhash',
+      registers: [r],
+      collect() {
+        try {
+          const i = agent.inspect();
+          this.set(i.sockops.attached && i.skMsg.attached ? 1 : 0);
+        } catch {
+          this.set(0);
+        }
+      },
+    });
+    this.connected = new client.Gauge({ name: 'meshbpf_xds_connected', help: '1 while the xDS stream is up (file source: 1 after a good load)', registers: [r] });
+    this.lastAck = new client.Gauge({ name: 'meshbpf_xds_last_ack_timestamp_seconds', help: 'time of the last accepted update, by type and version', labelNames: ['type', 'version'], registers: [r] });
+    this.lastNack = new client.Gauge({ name: 'meshbpf_xds_last_nack_timestamp_seconds', help: 'time of the last rejected update, by type and version', labelNames: ['type', 'version'], registers: [r] });
+    this.xdsEvents = new client.Counter({ name: 'meshbpf_xds_events_total', help: 'xDS events by kind (ack, nack, connected, disconnected, loaded, error)', labelNames: ['kind'], registers: [r] });
+    this.syncDuration = new client.Histogram({
+      name: 'meshbpf_sync_duration_seconds',
+      help: 'snapshot -> maps converged (compile + diff + apply)',
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [r],
+    });
+    this.syncs = new client.Counter({ name: 'meshbpf_syncs_total', help: 'map syncs by result', labelNames: ['result'], registers: [r] });
+  }
+
+  onSourceState(e: XdsStateEvent): void {
+    this.xdsEvents.inc({ kind: e.kind });
+    if (e.kind === 'connected' || e.kind === 'loaded') this.connected.set(1);
+    if (e.kind === 'disconnected' || e.kind === 'closed') this.connected.set(0);
+    if (e.kind === 'ack') {
+      this.lastAck.reset();
+      this.lastAck.set({ type: e.type, version: e.version }, Date.now() / 1000);
+    }
+    if (e.kind === 'nack') {
+      this.lastNack.reset();
+      this.lastNack.set({ type: e.type, version: e.version }, Date.now() / 1000);
+    }
+  }
+
+  observeSync(seconds: number, ok: boolean): void {
+    this.syncDuration.observe(seconds);
+    this.syncs.inc({ result: ok ? 'ok' : 'error' });
+  }
+}

@@ -1,0 +1,53 @@
+// The agent's HTTP endpoints. Everything here is read-only: nothing a request
+// does can change the maps or crash the agent (errors become 500s).
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { Agent } from './agent.js';
+
+function send(res: ServerResponse, code: number, body: unknown, type = 'application/json'): void {
+  const text = type === 'application/json' ? `${JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n` : String(body);
+  res.writeHead(code, { 'content-type': type });
+  res.end(text);
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(listen);
+  if (!m) throw new Error(`--listen must be HOST:PORT (e.g. 127.0.0.1:9750), not ${JSON.stringify(listen)}`);
+  return { host: m[1] ?? m[2] ?? '127.0.0.1', port: Number(m[3]) };
+}
+
+export async function startServer(agent: Agent, listen: string): Promise<Server> {
+  const { host, port } = parseListen(listen);
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'read-only endpoint: GET only' });
+    const path = (req.url ?? '/').split('?')[0];
+    void (async () => {
+      try {
+        switch (path) {
+          case '/metrics':
+            return send(res, 200, await agent.metrics.registry.metrics(), agent.metrics.registry.contentType);
+          case '/healthz': {
+            const h = agent.health();
+            return send(res, h.healthy ? 200 : 503, { healthy: h.healthy, problems: h.problems });
+          }
+          case '/readyz': {
+            const h = agent.health();
+            return send(res, h.ready ? 200 : 503, { ready: h.ready, problems: h.problems });
+          }
+          case '/debug/state':
+            return send(res, 200, agent.debugState());
+          case '/debug/status':
+            return send(res, 200, agent.status());
+          default:
+            return send(res, 404, { error: 'not found', endpoints: ['/metrics', '/healthz', '/readyz', '/debug/state', '/debug/status'] });
+        }
+      } catch (e) {
+        return send(res, 500, { error: (e as Error).message });
+      }
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}

@@ -1,0 +1,268 @@
+// `meshbpf agent`, `meshbpf status`, `meshbpf stats`.
+import { Option, type Command } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { get } from 'node:http';
+import { Agent, type AgentStatus } from '../agent/agent.js';
+import { parseListen } from '../agent/server.js';
+import { XdsClient } from '../xds/client.js';
+import { XdsFileSource } from '../xds/file.js';
+import type { XdsSource } from '../xds/types.js';
+import { DEFAULT_SIZES } from '../loader/load.js';
+import { inspect } from '../loader/inspect.js';
+import { checkPrivileges } from '../loader/preflight.js';
+import { UserError } from '../loader/errors.js';
+import { openMaps, readStats } from '../maps/pinned.js';
+import { STAT_NAMES, type Stats } from '../maps/codecs.js';
+import { stateDir } from '../maps/state.js';
+import { formatRows } from '../maps/dump.js';
+import { PROJECT_ROOT } from '../paths.js';
+import { log, setLogLevel } from '../log.js';
+import { addLocalityOptions, localityFrom } from './locality.js';
+import { intArg, json, outputOption, pinDirOption, print } from './common.js';
+
+export const EXAMPLE_SNAPSHOT = join(PROJECT_ROOT, 'examples', 'snapshot.yaml');
+export const DEFAULT_LISTEN = '127.0.0.1:9750';
+
+export function registerAgent(program: Command): void {
+  addLocalityOptions(
+    program
+      .command('agent')
+      .description('run the node agent: load or adopt the programs, follow the control plane, keep the maps in sync, serve metrics and health')
+      .option('--xds <address>', 'xDS control plane host:port (Envoy ADS over gRPC; istiod: 15010 plaintext, 15012 TLS)')
+      .option('--xds-file <file>', 'follow an Envoy config_dump or resource list (JSON/YAML) instead of a control plane; watched for changes')
+      .addOption(new Option('--xds-mode <mode>', 'ADS flavour').choices(['sotw', 'delta']).default('sotw'))
+      .option('--xds-root-cert <file>', 'TLS to the control plane, trusting this CA (PEM)')
+      .option('--xds-token-file <file>', 'bearer token file sent with every stream (re-read on reconnect)')
+      .option('--xds-server-name <name>', 'TLS server name (SNI / certificate check) if it differs from the address')
+      .option('--pod-name <name>', 'name in the xDS node id (TYPE~IP~POD.NS~NS.svc.cluster.local)', process.env.POD_NAME ?? `meshbpf-${process.env.HOSTNAME ?? 'node'}`)
+      .option('--namespace <ns>', 'namespace in the xDS node id', process.env.POD_NAMESPACE ?? 'istio-system')
+      .option('--cgroup <path>', 'cgroup v2 to attach to (default: the pods cgroup; the root cgroup only when named)')
+      .addOption(pinDirOption())
+      .option('--max-sockets <n>', `sockhash capacity (default ${DEFAULT_SIZES.maxSockets})`, intArg('--max-sockets', 1, 1 << 26))
+      .option('--max-endpoints <n>', `endpoint map capacity (default ${DEFAULT_SIZES.maxEndpoints})`, intArg('--max-endpoints', 1, 1 << 26))
+      .option('--max-policies <n>', `policy map capacity (default ${DEFAULT_SIZES.maxPolicies})`, intArg('--max-policies', 1, 1 << 26))
+      .option('--listen <host:port>', 'metrics/health/debug address ("" to disable)', DEFAULT_LISTEN)
+      .option('--unload-on-exit', 'on SIGTERM/SIGINT remove programs and pins (default: leave them so connections keep flowing through a restart)'),
+  )
+    .addHelpText(
+      'after',
+      `
+Without --xds or --xds-file the agent follows the built-in example snapshot
+(${EXAMPLE_SNAPSHOT}).
+
+Endpoints: /metrics (Prometheus), /healthz (programs attached and xDS synced),
+/readyz (synced), /debug/state (desired vs kernel, drift), /debug/status.
+
+Examples:
+  meshbpf agent --xds istiod.istio-system.svc:15010 --pod-cidr 10.244.1.0/24 --pod-cidr fd00:10:244:1::/64
+  meshbpf agent --xds-file /var/run/meshbpf/dump.json --cgroup /sys/fs/cgroup/kubepods.slice --network net1`,
+    )
+    .action(async (o, cmd: Command) => {
+      // The agent logs at info unless told otherwise.
+      if (cmd.parent?.getOptionValueSource('logLevel') === 'default') setLogLevel('info');
+      if (o.xds && o.xdsFile) throw new UserError('use either --xds or --xds-file, not both');
+      if (o.listen) parseListen(o.listen);
+      checkPrivileges();
+      const locality = localityFrom(o);
+      const source: XdsSource = o.xds
+        ? new XdsClient({
+            server: o.xds,
+            mode: o.xdsMode,
+            node: { podName: o.podName, namespace: o.namespace, ips: locality.nodeIps, ...(o.network ? { network: o.network } : {}), ...(o.clusterId ? { clusterId: o.clusterId } : {}) },
+            ...(o.xdsRootCert ? { tls: { rootCertFile: o.xdsRootCert, ...(o.xdsServerName ? { serverName: o.xdsServerName } : {}) } } : {}),
+            ...(o.xdsTokenFile ? { tokenFile: o.xdsTokenFile } : {}),
+            validate: Agent.validator,
+            logger: log.child({ mod: 'xds' }),
+          })
+        : new XdsFileSource({ path: o.xdsFile ?? EXAMPLE_SNAPSHOT, validate: Agent.validator, logger: log.child({ mod: 'xds' }) });
+      if (!o.xds && !existsSync(o.xdsFile ?? EXAMPLE_SNAPSHOT)) throw new UserError(`${o.xdsFile ?? EXAMPLE_SNAPSHOT}: no such file`);
+      const agent = new Agent({
+        pinDir: o.pinDir,
+        cgroup: o.cgroup,
+        maxSockets: o.maxSockets,
+        maxEndpoints: o.maxEndpoints,
+        maxPolicies: o.maxPolicies,
+        locality,
+        source,
+        listen: o.listen,
+        unloadOnExit: !!o.unloadOnExit,
+      });
+      let stopping = false;
+      const stop = (sig: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal: sig }, 'stopping');
+        agent.stop().then(
+          () => process.exit(0),
+          (e: Error) => {
+            process.stderr.write(`meshbpf: stopping failed: ${e.message}\n`);
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      try {
+        await agent.start();
+      } catch (e) {
+        await agent.stop().catch(() => undefined);
+        if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new UserError(`--listen ${o.listen}: address in use (another agent running?)`);
+        throw e;
+      }
+      await new Promise(() => undefined); // run until a signal
+    });
+
+  program
+    .command('status')
+    .description('programs loaded (ids, tags), where they are attached, map occupancy, counters, and the agent and xDS state if an agent runs')
+    .addOption(pinDirOption())
+    .addOption(outputOption())
+    .addHelpText('after', '\nJSON schema: see README, "meshbpf status -o json".\n\nExample:\n  meshbpf status -o json | jq .agent.xds.state')
+    .action(async (o) => {
+      const s = await collectStatus(o.pinDir);
+      if (o.output === 'json') return print(json(s));
+      print(renderStatus(s));
+    });
+
+  program
+    .command('stats')
+    .description('meshbpf counters; with --watch, as rates refreshed in place')
+    .addOption(pinDirOption())
+    .option('-w, --watch', 'refresh until Ctrl-C')
+    .option('--interval <seconds>', 'refresh interval', intArg('--interval', 1, 3600), 2)
+    .addOption(outputOption())
+    .action(async (o) => {
+      const read = (): Stats => {
+        const m = openMaps(o.pinDir, { readOnly: true });
+        try {
+          return readStats(m.stats);
+        } finally {
+          m.close();
+        }
+      };
+      let prev = read();
+      if (!o.watch) {
+        if (o.output === 'json') return print(json(Object.fromEntries(STAT_NAMES.map((n) => [n, Number(prev[n])]))));
+        return print(formatRows([['COUNTER', 'VALUE'], ...STAT_NAMES.map((n) => [n, String(prev[n])])]));
+      }
+      const tty = process.stdout.isTTY;
+      for (;;) {
+        await new Promise((r) => setTimeout(r, o.interval * 1000));
+        const cur = read();
+        const rows = [['COUNTER', 'TOTAL', 'PER SECOND'], ...STAT_NAMES.map((n) => [n, String(cur[n]), (Number(cur[n] - prev[n]) / o.interval).toFixed(1)])];
+        const text = `meshbpf stats  ${o.pinDir}  every ${o.interval}s  ${new Date().toISOString()}\n\n${formatRows(rows)}\n`;
+        process.stdout.write(tty ? `\x1b[H\x1b[2J${text}` : `${text}\n`);
+        prev = cur;
+      }
+    });
+}
+
+export interface StatusReport {
+  pinDir: string;
+  loaded: boolean;
+  programs: ReturnType<typeof inspect>['programs'];
+  attachment: { sockops: ReturnType<typeof inspect>['sockops']; skMsg: ReturnType<typeof inspect>['skMsg'] };
+  maps: Array<{ name: string; id: number; type: string; entries: number; capacity: number }>;
+  counters: Record<string, number>;
+  problems: string[];
+  agent: { running: boolean; pid?: number; listen?: string; status?: AgentStatus; error?: string };
+}
+
+function fetchJson(listen: string, path: string): Promise<unknown> {
+  const { host, port } = parseListen(listen);
+  return new Promise((resolve, reject) => {
+    const req = get({ host, port, path, timeout: 2000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(body));
+        } catch (e) {
+          reject(e);
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+  });
+}
+
+export async function collectStatus(pinDir: string): Promise<StatusReport> {
+  const i = inspect(pinDir);
+  const report: StatusReport = {
+    pinDir,
+    loaded: i.loaded,
+    programs: i.programs,
+    attachment: { sockops: i.sockops, skMsg: i.skMsg },
+    maps: [],
+    counters: {},
+    problems: i.problems,
+    agent: { running: false },
+  };
+  if (i.loaded && i.maps.length === 4) {
+    const m = openMaps(pinDir, { readOnly: true });
+    try {
+      for (const [name, map] of [
+        ['mb_sockets', m.sockets],
+        ['mb_endpoints', m.endpoints],
+        ['mb_policy', m.policy],
+      ] as const) {
+        report.maps.push({ name, id: map.info.id, type: map.typeName, entries: map.count(), capacity: map.info.maxEntries });
+      }
+      const s = readStats(m.stats);
+      report.counters = Object.fromEntries(STAT_NAMES.map((n) => [n, Number(s[n])]));
+    } finally {
+      m.close();
+    }
+  }
+  const agentFile = join(stateDir(pinDir), 'agent.json');
+  if (existsSync(agentFile)) {
+    try {
+      const a = JSON.parse(readFileSync(agentFile, 'utf8')) as { pid: number; listen: string };
+      let alive = false;
+      try {
+        process.kill(a.pid, 0);
+        alive = true;
+      } catch {
+        alive = false;
+      }
+      report.agent = { running: alive, pid: a.pid, listen: a.listen };
+      if (alive && a.listen) {
+        try {
+          report.agent.status = (await fetchJson(a.listen, '/debug/status')) as AgentStatus;
+        } catch (e) {
+          report.agent.error = `agent at ${a.listen} did not answer: ${(e as Error).message}`;
+        }
+      }
+    } catch {
+      /* unreadable file: no agent info */
+    }
+  }
+  return report;
+}
+
+function renderStatus(s: StatusReport): string {
+  const lines: string[] = [];
+  if (!s.loaded) return `meshbpf is not loaded at ${s.pinDir}`;
+  lines.push(`pin dir   ${s.pinDir}`);
+  lines.push(`sockops   ${s.attachment.sockops.attached ? `attached to ${s.attachment.sockops.cgroup} (link ${s.attachment.sockops.linkId})` : 'NOT attached'}`);
+  lines.push(`sk_msg    ${s.attachment.skMsg.attached ? 'attached to mb_sockets' : 'NOT attached'}`);
+  lines.push('');
+  lines.push(formatRows([['PROGRAM', 'ID', 'TAG', 'LOADED'], ...s.programs.map((p) => [p.name, String(p.id), p.tag, p.loadedAt ?? '-'])]));
+  lines.push('');
+  lines.push(formatRows([['MAP', 'ID', 'TYPE', 'ENTRIES', 'CAPACITY', 'USE'], ...s.maps.map((m) => [m.name, String(m.id), m.type, String(m.entries), String(m.capacity), `${((100 * m.entries) / m.capacity).toFixed(1)}%`])]));
+  lines.push('');
+  lines.push(formatRows([['COUNTER', 'VALUE'], ...Object.entries(s.counters).map(([k, v]) => [k, String(v)])]));
+  lines.push('');
+  if (!s.agent.running) lines.push('agent     not running');
+  else if (!s.agent.status) lines.push(`agent     pid ${s.agent.pid}, ${s.agent.error ?? 'no status'}`);
+  else {
+    const a = s.agent.status;
+    lines.push(`agent     pid ${a.pid} since ${a.startedAt}, listening on ${a.listen}, ${a.synced ? 'synced' : 'NOT synced'}`);
+    lines.push(`xds       ${a.xds.mode} ${a.xds.server ?? ''} ${a.xds.state}; ` + (['cds', 'eds', 'lds'] as const).map((t) => `${t} ack ${a.xds.types[t].lastAckVersion ?? '-'}${a.xds.types[t].lastNackError ? ` (last NACK: ${a.xds.types[t].lastNackError})` : ''}`).join(', '));
+    if (a.lastSync) lines.push(`last sync ${a.lastSync.at} in ${a.lastSync.ms.toFixed(1)} ms${a.lastSync.error ? `: FAILED ${a.lastSync.error}` : ''}`);
+  }
+  if (s.problems.length) lines.push('', 'problems:', ...s.problems.map((p) => `  - ${p}`));
+  return lines.join('\n');
+}
