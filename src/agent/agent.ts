@@ -244,8 +244,10 @@ export class Agent {
     if (this.timer) clearTimeout(this.timer);
     if (this.watchTimer) clearInterval(this.watchTimer);
     await this.opts.source.close();
-    await new Promise<void>((res) => (this.server ? this.server.close(() => res()) : res()));
-    this.server?.closeAllConnections?.();
+    // Close idle keep-alive connections too, or close() waits for them.
+    const closed = new Promise<void>((res) => (this.server ? this.server.close(() => res()) : res()));
+    this.server?.closeAllConnections();
+    await closed;
     this.maps?.close();
     this.maps = undefined;
     rmSync(join(stateDir(this.opts.pinDir), 'agent.json'), { force: true });

@@ -5,7 +5,7 @@ import { basename, join } from 'node:path';
 import type { RuleInfo } from '../policy/types.js';
 
 export function stateDir(pinDir: string): string {
-  return join(process.env.MESHBPF_STATE_DIR ?? '/run/meshbpf', basename(pinDir));
+  return join(process.env.MESHBPF_STATE_DIR || '/run/meshbpf', basename(pinDir));
 }
 
 export function writeRules(pinDir: string, rules: RuleInfo[]): void {
