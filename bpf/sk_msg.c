@@ -23,8 +23,10 @@ int mb_sk_msg(struct sk_msg_md *msg)
 	__builtin_memcpy(peer.remote_ip, self.local_ip, sizeof(peer.remote_ip));
 	peer.local_port = self.remote_port;
 	peer.remote_port = self.local_port;
+#ifndef MB_NO_NETNS_COOKIE /* without it, loopback sockets are never inserted */
 	if (mb_ip_is_loopback(self.remote_ip))
 		peer.netns_cookie = bpf_get_netns_cookie(msg);
+#endif
 
 	if (bpf_msg_redirect_hash(msg, &mb_sockets, &peer, BPF_F_INGRESS) == SK_PASS) {
 		mb_count(MB_STAT_REDIRECT_MSGS, 1);

@@ -69,8 +69,16 @@ static __always_inline void mb_established(struct bpf_sock_ops *skops, int activ
 		return;
 	}
 
-	if (mb_ip_is_loopback(key.remote_ip))
+	if (mb_ip_is_loopback(key.remote_ip)) {
+#ifdef MB_NO_NETNS_COOKIE
+		/* Kernels without bpf_get_netns_cookie here (< 5.15) cannot tell
+		 * two namespaces' 127.0.0.1 apart: never accelerate loopback. */
+		mb_count(MB_STAT_SKIP_LOOPBACK, 1);
+		return;
+#else
 		key.netns_cookie = bpf_get_netns_cookie(skops);
+#endif
+	}
 
 	/* BPF_NOEXIST: never displace another live socket with the same key. */
 	err = bpf_sock_hash_update(skops, &mb_sockets, &key, BPF_NOEXIST);

@@ -12,6 +12,7 @@ const SKIP_REASONS: Record<string, string> = {
   skip_network: 'other_network',
   skip_no_policy: 'no_verdict',
   skip_proxy: 'proxy_verdict',
+  skip_loopback_no_cookie: 'loopback_without_netns_cookie',
 };
 
 export class AgentMetrics {

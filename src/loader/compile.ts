@@ -28,21 +28,26 @@ export function objectPath(name: string, outDir = BPF_OUT_DIR): string {
   return join(outDir, `${name}.o`);
 }
 
-/** Compile every object whose sources changed; returns the object paths. */
-export function compileAll(opts: { force?: boolean; outDir?: string } = {}): string[] {
-  const outDir = opts.outDir ?? BPF_OUT_DIR;
+/**
+ * Compile every object whose sources changed; returns the object paths.
+ * `defines` select a degraded build (e.g. MB_NO_NETNS_COOKIE); each set of
+ * defines gets its own output directory.
+ */
+export function compileAll(opts: { force?: boolean; outDir?: string; defines?: string[] } = {}): string[] {
+  const defines = [...(opts.defines ?? [])].sort();
+  const outDir = join(opts.outDir ?? BPF_OUT_DIR, ...(defines.length ? [defines.join('+').toLowerCase()] : []));
   mkdirSync(outDir, { recursive: true });
   return BPF_OBJECTS.map((name) => {
     const out = objectPath(name, outDir);
     const stale = opts.force || !existsSync(out) || statSync(out).mtimeMs < newestInput(name);
-    if (stale) compileOne(name, out);
+    if (stale) compileOne(name, out, defines);
     return out;
   });
 }
 
-function compileOne(name: string, out: string): void {
+function compileOne(name: string, out: string, defines: string[]): void {
   const src = join(BPF_SRC_DIR, `${name}.c`);
-  const args = ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', ...multiarchInclude(), `-I${BPF_SRC_DIR}`, '-c', src, '-o', out];
+  const args = ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', ...multiarchInclude(), `-I${BPF_SRC_DIR}`, ...defines.map((d) => `-D${d}`), '-c', src, '-o', out];
   log.debug({ src, out }, 'clang');
   try {
     execFileSync('clang', args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -31,6 +31,7 @@ import {
 } from '../sys/libbpf.js';
 import { DEFAULT_PIN_DIR, MAP_NAMES, pinPaths, PROG_NAMES } from '../maps/pinned.js';
 import { compileAll } from './compile.js';
+import { probeFeatures, requireFeatures } from './features.js';
 import { checkPrivileges, chooseCgroup, ensureBpffs, type CgroupChoice } from './preflight.js';
 import { UserError } from './errors.js';
 import { child } from '../log.js';
@@ -49,6 +50,8 @@ export interface LoadOptions extends MapSizes {
   cgroup?: string;
   /** recompile even if objects are fresh */
   forceCompile?: boolean;
+  /** build as if these features were missing (tests of the degraded builds) */
+  assumeMissing?: Array<'netnsCookie'>;
 }
 
 export interface LoadResult {
@@ -107,7 +110,13 @@ export function load(opts: LoadOptions = {}): LoadResult {
   ensureBpffs(pinDir);
   const cgroup = chooseCgroup(opts.cgroup);
   if (cgroup.isRoot) log.warn({ cgroup: cgroup.path }, 'attaching to the ROOT cgroup, as requested: every socket on the host is considered');
-  const objects = compileAll(opts.forceCompile ? { force: true } : {});
+  const features = { ...probeFeatures() };
+  for (const f of opts.assumeMissing ?? []) features[f] = false;
+  const defines = requireFeatures(features);
+  if (defines.includes('MB_NO_NETNS_COOKIE')) {
+    log.warn('this kernel has no bpf_get_netns_cookie for sockops/sk_msg (Linux < 5.15): loopback connections will not be accelerated');
+  }
+  const objects = compileAll({ defines, ...(opts.forceCompile ? { force: true } : {}) });
 
   const p = pinPaths(pinDir);
   const upgraded = existsSync(p.sockopsLink);

@@ -171,6 +171,7 @@ export const STAT_NAMES = [
   'redirect_bytes',
   'peer_missing_msgs',
   'peer_missing_bytes',
+  'skip_loopback_no_cookie',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type Stats = Record<StatName, bigint>;

@@ -192,3 +192,29 @@ ktest('loopback: two namespaces with identical 127.0.0.1 connections are never c
   t.is(d.sockets_inserted, 4);
   t.true(d.redirect_bytes >= ra.bytes + rb.bytes, `redirected ${d.redirect_bytes}`);
 });
+
+ktest('degraded build without bpf_get_netns_cookie: loopback is never accelerated, other flows still are', async (t) => {
+  // Load the variant a < 5.15 kernel gets, over the same pins (an in-place upgrade).
+  load({ pinDir: topo!.pinDir, cgroup: topo!.cgroup, assumeMissing: ['netnsCookie'] });
+  try {
+    setup((m) => {
+      m.endpoints.set('127.0.0.0/8', local);
+      m.endpoints.set('198.18.1.0/24', local);
+      m.policy.set({ ip: '127.0.0.1', port: 5011 }, { verdict: 'bypass', ruleId: 1 });
+      m.policy.set({ ip: B4, port: 5001 }, { verdict: 'bypass', ruleId: 1 });
+    });
+    let before = stats(topo!.pinDir);
+    const lo = await transfer(topo!, { server: 'a', client: 'a', listen: 'TCP4-LISTEN:5011,reuseaddr,bind=127.0.0.1', connect: 'TCP4:127.0.0.1:5011', port: 5011 });
+    let d = delta(before, stats(topo!.pinDir));
+    t.is(lo.received, lo.sent);
+    t.is(d.skip_loopback_no_cookie, 2, 'both loopback ends refused');
+    t.is(d.redirect_bytes, 0);
+    before = stats(topo!.pinDir);
+    const r = await transfer(topo!, v4);
+    d = delta(before, stats(topo!.pinDir));
+    t.is(r.received, r.sent);
+    t.true(d.redirect_bytes >= r.bytes, 'pod-to-pod still redirected');
+  } finally {
+    load({ pinDir: topo!.pinDir, cgroup: topo!.cgroup }); // back to the full build
+  }
+});
