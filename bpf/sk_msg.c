@@ -3,8 +3,14 @@
  * sk_msg: runs on every sendmsg of a socket in mb_sockets. Look up the peer
  * socket by the mirror image of our key and move the message straight into its
  * receive queue (BPF_F_INGRESS). A miss always returns SK_PASS: the message
- * takes the normal stack, never dropped. Kept minimal: one key build, one
- * redirect, two counter bumps.
+ * takes the normal stack, never dropped. Kept minimal: one socket-storage
+ * lookup, one key build, one redirect, two counter bumps.
+ *
+ * Ordering: a miss happens when the client writes before the server socket is
+ * in mb_sockets (it is inserted when the server side sees the final ACK). The
+ * missed bytes sit in the server's TCP receive queue; the receiver drains its
+ * psock queue (redirected data) first, so a later redirect could overtake them.
+ * After its first miss a socket is therefore pinned to the stack for good.
  */
 #include "include/maps.h"
 #include "include/ctx.h"
@@ -13,8 +19,17 @@ SEC("sk_msg")
 int mb_sk_msg(struct sk_msg_md *msg)
 {
 	struct mb_sock_key self = {}, peer = {};
+	struct bpf_sock *sk = msg->sk;
 	__u64 size = msg->size;
 
+	if (!sk)
+		return SK_PASS;
+	if (bpf_sk_storage_get(&mb_sk_state, sk, 0, 0)) {
+		/* pinned to the stack after an earlier miss */
+		mb_count(MB_STAT_PEER_MISSING_MSGS, 1);
+		mb_count(MB_STAT_PEER_MISSING_BYTES, size);
+		return SK_PASS;
+	}
 	if (MB_FILL_KEY(&self, msg) < 0)
 		return SK_PASS;
 
@@ -34,6 +49,8 @@ int mb_sk_msg(struct sk_msg_md *msg)
 	} else {
 		mb_count(MB_STAT_PEER_MISSING_MSGS, 1);
 		mb_count(MB_STAT_PEER_MISSING_BYTES, size);
+		if (bpf_sk_storage_get(&mb_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE))
+			mb_count(MB_STAT_SOCKETS_FELL_BACK, 1);
 	}
 	return SK_PASS;
 }

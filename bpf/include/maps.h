@@ -41,6 +41,17 @@ struct {
 	__type(value, __u64);
 } mb_stats SEC(".maps");
 
+/* Per-socket state, freed with the socket. Present = this socket once sent a
+ * message through the stack (peer missing); from then on it never redirects,
+ * because the receiver reads redirected data (its psock queue) before data
+ * still in its TCP receive queue, and a later redirect could overtake it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for socket storage */
+	__type(key, int);
+	__type(value, __u32);
+} mb_sk_state SEC(".maps");
+
 static __always_inline void mb_count(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&mb_stats, &idx);

@@ -91,6 +91,7 @@ enum mb_stat {
 	MB_STAT_PEER_MISSING_MSGS,       /* sk_msg found no peer: passed to the stack */
 	MB_STAT_PEER_MISSING_BYTES,
 	MB_STAT_SKIP_LOOPBACK,           /* loopback, but no netns cookie helper to isolate it */
+	MB_STAT_SOCKETS_FELL_BACK,       /* sockets pinned to the stack after their first peer miss */
 	MB_STAT_MAX,
 };
 #define MB_STAT_SLOTS 32

@@ -29,7 +29,7 @@ import {
   type ObjHandle,
   type ProgHandle,
 } from '../sys/libbpf.js';
-import { DEFAULT_PIN_DIR, MAP_NAMES, pinPaths, PROG_NAMES } from '../maps/pinned.js';
+import { DEFAULT_PIN_DIR, MAP_NAMES, PINNED_MAPS, pinPaths, PROG_NAMES } from '../maps/pinned.js';
 import { compileAll } from './compile.js';
 import { probeFeatures, requireFeatures } from './features.js';
 import { checkPrivileges, chooseCgroup, ensureBpffs, type CgroupChoice } from './preflight.js';
@@ -139,7 +139,7 @@ export function load(opts: LoadOptions = {}): LoadResult {
       toClose.push(o);
       for (const m of objApi.maps(o)) {
         let def = mapApi.def(m);
-        if (!MAP_NAMES.includes(def.name as (typeof MAP_NAMES)[number])) continue; // .rodata etc.
+        if (!PINNED_MAPS.includes(def.name as (typeof PINNED_MAPS)[number])) continue; // .rodata etc.
         const want = wantedMaxEntries(def.name, sizes);
         if (want !== undefined && want !== def.maxEntries) {
           mapApi.setMaxEntries(m, want);
@@ -176,7 +176,7 @@ export function load(opts: LoadOptions = {}): LoadResult {
       // Maps created by this load: remember their fds for the next object, pin them.
       for (const m of objApi.maps(o)) {
         const def = mapApi.def(m);
-        if (!MAP_NAMES.includes(def.name as (typeof MAP_NAMES)[number]) || sharedMapFds.has(def.name)) continue;
+        if (!PINNED_MAPS.includes(def.name as (typeof PINNED_MAPS)[number]) || sharedMapFds.has(def.name)) continue;
         sharedMapFds.set(def.name, mapApi.fd(m));
         if (!reused.has(def.name)) {
           objPin(mapApi.fd(m), p.map(def.name));
@@ -339,7 +339,7 @@ export function unload(opts: { pinDir?: string } = {}): UnloadResult {
     }
   }
 
-  for (const path of [...PROG_NAMES.map(p.prog), ...MAP_NAMES.map(p.map)]) {
+  for (const path of [...PROG_NAMES.map(p.prog), ...PINNED_MAPS.map(p.map)]) {
     if (existsSync(path)) {
       unlinkSync(path);
       removed.push(path);

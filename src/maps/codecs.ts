@@ -172,6 +172,7 @@ export const STAT_NAMES = [
   'peer_missing_msgs',
   'peer_missing_bytes',
   'skip_loopback_no_cookie',
+  'sockets_fell_back',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type Stats = Record<StatName, bigint>;

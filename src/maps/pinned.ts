@@ -21,8 +21,11 @@ import {
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/meshbpf';
 
+/** The maps users read and the sync writes. */
 export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
+/** Every map meshbpf pins: MAP_NAMES plus internal ones (socket storage). */
+export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state'] as const;
 
 export const PROG_NAMES = ['mb_sockops', 'mb_sk_msg'] as const;
 

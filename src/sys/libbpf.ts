@@ -277,6 +277,7 @@ export const MAP_TYPE_NAMES: Record<number, string> = {
   11: 'lpm_trie',
   15: 'sockmap',
   18: 'sockhash',
+  24: 'sk_storage',
 };
 
 export function objGet(path: string, readOnly = false): number {

@@ -43,23 +43,39 @@ export interface TransferSpec {
   reverse?: boolean;
 }
 
-/** Move random bytes through a real TCP connection with socat; return both hashes. */
+/**
+ * Move random bytes through a real TCP connection with socat; return both hashes.
+ * Client -> server: the client connects first and sends only once sockops has
+ * judged both ends (sockops_established +2), so whether a flow is redirected
+ * never depends on who wins the handshake race (slow VMs lose it). Server ->
+ * client needs no wait: the server sends after accept, when both ends are in.
+ */
 export async function transfer(topo: Topology, s: TransferSpec): Promise<{ sent: string; received: string; bytes: number }> {
   const dir = tempDir();
   try {
     const n = s.bytes ?? 4 << 20;
+    const data = randomBytes(n);
     const input = join(dir, 'in.bin');
     const output = join(dir, 'out.bin');
-    writeFileSync(input, randomBytes(n));
+    writeFileSync(input, data);
     const listenSide = s.reverse ? ['socat', '-u', `OPEN:${input}`, s.listen] : ['socat', '-u', s.listen, `OPEN:${output},creat,trunc`];
-    const connectSide = s.reverse ? ['socat', '-u', s.connect, `OPEN:${output},creat,trunc`] : ['socat', '-u', `OPEN:${input}`, s.connect];
     const srv = topo.spawn(s.server, listenSide);
     const srvDone = new Promise<number | null>((res) => srv.on('exit', (code) => res(code)));
     await waitForListen(topo, s.server, s.port);
-    await topo.run(s.client, connectSide, { timeoutMs: 30_000 });
+    if (s.reverse) {
+      await topo.run(s.client, ['socat', '-u', s.connect, `OPEN:${output},creat,trunc`], { timeoutMs: 30_000 });
+    } else {
+      const before = stats(topo.pinDir).sockops_established;
+      const client = topo.spawn(s.client, ['socat', '-u', 'STDIN', s.connect], { stdio: ['pipe', 'ignore', 'pipe'] });
+      const clientDone = new Promise<number | null>((res) => client.on('exit', (code) => res(code)));
+      await waitFor(() => stats(topo.pinDir).sockops_established - before >= 2n, 10_000, 'both ends of the connection to be established');
+      client.stdin!.end(data);
+      const cc = await clientDone;
+      if (cc !== 0) throw new Error(`socat client exited with ${cc}`);
+    }
     const code = await srvDone;
     if (code !== 0) throw new Error(`socat server exited with ${code}: ${srv.stderr?.read()?.toString() ?? ''}`);
-    return { sent: sha256(readFileSync(input)), received: existsSync(output) ? sha256(readFileSync(output)) : 'missing', bytes: n };
+    return { sent: sha256(data), received: existsSync(output) ? sha256(readFileSync(output)) : 'missing', bytes: n };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
