@@ -9,14 +9,14 @@
 import { execFileSync } from 'node:child_process';
 import { setLogLevel } from '../src/log.js';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { load, unload } from '../src/loader/load.js';
 import { checkPrivileges } from '../src/loader/preflight.js';
 import { openMaps, readStats, type MeshMaps } from '../src/maps/pinned.js';
 import type { Stats } from '../src/maps/codecs.js';
 import { PROJECT_ROOT } from '../src/paths.js';
-import { removeCgroup, Topology } from '../src/topo/topology.js';
+import { leftovers, removeCgroup, Topology } from '../src/topo/topology.js';
 import { ArgError, parseArgs, type BenchOptions, type Family, type TopoKind } from './lib/args.js';
 import { ratioChart } from './lib/chart.js';
 import { kubeProxyRules } from './lib/kubeproxy.js';
@@ -416,6 +416,7 @@ async function main(): Promise<void> {
     connectRate: [],
     verification,
     experiments: [],
+    noise: { loadAvg1mAtStart: sig(loadavg()[0] ?? 0, 3), loadAvg1mAtEnd: 0, otherMbtNamespacesAtStart: leftovers().netns.length },
   };
 
   try {
@@ -442,6 +443,7 @@ async function main(): Promise<void> {
     cleanupAll();
   }
   report.durationSec = sig((Date.now() - started) / 1000, 4);
+  report.noise.loadAvg1mAtEnd = sig(loadavg()[0] ?? 0, 3);
 
   mkdirSync(o.out, { recursive: true });
   writeFileSync(join(o.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');

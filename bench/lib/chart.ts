@@ -52,7 +52,7 @@ export function ratioChart(series: Series[], opts: { title: string; subtitle?: s
   out.push(`<text transform="translate(18 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle">throughput, bypass ÷ stack</text>`);
   // reference lines
   out.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${f(y(1))}" y2="${f(y(1))}" stroke="#c00" stroke-width="1.5"/>`);
-  out.push(`<text x="${m.l + 6}" y="${f(y(1) - 5)}" fill="#c00">1× = parity (below: bypass slower)</text>`);
+  out.push(`<text x="${m.l + pw - 6}" y="${f(y(1) + 15)}" fill="#c00" text-anchor="end">1× = parity (below: bypass slower)</text>`);
   out.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${f(y(target))}" y2="${f(y(target))}" stroke="#2a7" stroke-width="1.2" stroke-dasharray="6 4"/>`);
   out.push(`<text x="${m.l + 6}" y="${f(y(target) - 5)}" fill="#2a7">target ${target}× (16 KiB and up)</text>`);
   // series

@@ -62,7 +62,7 @@ export function renderMarkdown(r: Report): string {
   L.push(`- kernel ${m.kernel}; CPU ${m.cpuModel}, ${m.cores} cores; Node ${m.node}; libbpf ${m.libbpf}`);
   L.push(`- peers: ${m.iperf3}; sockperf ${m.sockperf}; mbrr (bench/tools/mbrr.c)`);
   L.push(`- ${r.options.rounds} alternating rounds per figure, ${r.options.seconds} s per iperf3 run, ${r.options.rrSeconds} s per latency or connection-rate run`);
-  L.push('- a shared 2-core VM: other work on the machine adds noise; the alternation spreads it over both modes, the min–max ranges show it', '');
+  L.push(`- a shared 2-core VM: other work on the machine adds noise (1-min load average ${r.noise.loadAvg1mAtStart} at the start, ${r.noise.loadAvg1mAtEnd} at the end; ${r.noise.otherMbtNamespacesAtStart} network namespaces of other test runs present at the start). The alternation spreads the noise over both modes; the min–max ranges show it`, '');
   L.push('## How to reproduce', '');
   L.push('```sh');
   L.push('sudo apt-get install iperf3 sockperf iptables librsvg2-bin   # plus scripts/setup.sh');

@@ -110,8 +110,8 @@ export function parseSockperf(out: string): RrRun {
   return { p50: pct('50.000'), p99: pct('99.000'), count };
 }
 
-export async function mbrrPingPong(topo: Topology, tool: string, client: string, server: string, port: number, size: number, seconds: number): Promise<RrRun> {
-  const out = await runIn(topo, client, 'topo', [tool, 'rr', server, String(port), String(size), String(seconds)], (seconds + 30) * 1000);
+export async function mbrrPingPong(topo: Topology, tool: string, client: string, server: string, port: number, size: number, seconds: number, timeoutMs = (seconds + 30) * 1000): Promise<RrRun> {
+  const out = await runIn(topo, client, 'topo', [tool, 'rr', server, String(port), String(size), String(seconds)], timeoutMs);
   const j = JSON.parse(out) as { count: number; p50_us: number; p99_us: number };
   return { p50: j.p50_us, p99: j.p99_us, count: j.count };
 }

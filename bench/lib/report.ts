@@ -75,4 +75,6 @@ export interface Report {
   connectRate: ConnectRow[];
   verification: Verification[];
   experiments: Experiment[];
+  /** signs of other work on the machine during the run (it is shared) */
+  noise: { loadAvg1mAtStart: number; loadAvg1mAtEnd: number; otherMbtNamespacesAtStart: number };
 }

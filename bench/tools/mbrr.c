@@ -9,6 +9,9 @@
  *                                  {count, p50_us, p99_us, mean_us}
  *   mbrr crr ADDR PORT SECS        connect, 1-byte request, 1-byte reply, close,
  *                                  repeated; JSON {connections, per_sec, errors}
+ *   mbrr sink ADDR PORT            accept ONE connection, read to EOF; JSON
+ *                                  {bytes, seconds, bits_per_second} (receiver side)
+ *   mbrr stream ADDR PORT SIZE SECS  SIZE-byte writes for SECS, then close
  *
  * In crr the server closes first, so TIME_WAIT lands on the server side and
  * the client never runs out of ephemeral ports.
@@ -202,8 +205,66 @@ static int crr(const char *addr, const char *port, double secs)
 	return 0;
 }
 
+static int sink(const char *addr, const char *port)
+{
+	struct addrinfo *ai = resolve(addr, port, 1);
+	int one = 1, ls = socket(ai->ai_family, SOCK_STREAM, 0), c;
+	static char buf[1 << 20];
+	uint64_t bytes = 0, t0 = 0, t1 = 0;
+	ssize_t n;
+
+	if (ls < 0)
+		die("socket");
+	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6)
+		setsockopt(ls, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(ls, ai->ai_addr, ai->ai_addrlen) < 0)
+		die("bind");
+	if (listen(ls, 8) < 0)
+		die("listen");
+	c = accept(ls, NULL, NULL);
+	if (c < 0)
+		die("accept");
+	while ((n = read(c, buf, sizeof(buf))) > 0) {
+		if (!t0)
+			t0 = now_ns();
+		bytes += (uint64_t)n;
+		t1 = now_ns();
+	}
+	double secs = t1 > t0 ? (double)(t1 - t0) / 1e9 : 0;
+	printf("{\"bytes\":%llu,\"seconds\":%.6f,\"bits_per_second\":%.1f}\n", (unsigned long long)bytes, secs, secs > 0 ? (double)bytes * 8 / secs : 0);
+	return 0;
+}
+
+static int stream(const char *addr, const char *port, size_t size, double secs)
+{
+	struct addrinfo *ai = resolve(addr, port, 0);
+	int fd = connect_to(ai);
+	char *buf = calloc(1, size);
+	uint64_t end;
+
+	if (fd < 0)
+		die("connect");
+	if (!buf)
+		die("malloc");
+	{
+		int zero = 0; /* default Nagle, like iperf3 */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof(zero));
+	}
+	end = now_ns() + (uint64_t)(secs * 1e9);
+	while (now_ns() < end)
+		if (full_io(fd, buf, size, 1) < 0)
+			die("write");
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "sink"))
+		return sink(argv[2], argv[3]);
+	if (argc == 6 && !strcmp(argv[1], "stream"))
+		return stream(argv[2], argv[3], (size_t)atol(argv[4]), atof(argv[5]));
 	if (argc == 5 && !strcmp(argv[1], "server"))
 		serve(argv[2], argv[3], !strcmp(argv[4], "crr"));
 	if (argc == 6 && !strcmp(argv[1], "rr"))
