@@ -1,7 +1,7 @@
 // Kernel feature detection by probing (libbpf's probes load tiny programs or
 // create tiny maps), not by version number. What is missing either stops the
 // load with one clear line, or selects a degraded build of the programs.
-import { Helper, MapType, probeHelper, probeMapType, probeProgType, ProgType } from '../sys/libbpf.js';
+import { AttachType, Helper, MapType, probeHelper, probeMapType, probeProgType, ProgType } from '../sys/libbpf.js';
 import { UserError } from './errors.js';
 
 export interface Features {
@@ -22,7 +22,7 @@ export function probeFeatures(): Features {
     skMsg: probeProgType(ProgType.SK_MSG),
     sockhash: probeMapType(MapType.SOCKHASH),
     lpmTrie: probeMapType(MapType.LPM_TRIE),
-    netnsCookie: probeHelper(ProgType.SOCK_OPS, Helper.get_netns_cookie) && probeHelper(ProgType.SK_MSG, Helper.get_netns_cookie),
+    netnsCookie: probeHelper(ProgType.SOCK_OPS, Helper.get_netns_cookie) && probeHelper(ProgType.SK_MSG, Helper.get_netns_cookie, AttachType.SK_MSG_VERDICT),
   };
   return cached;
 }

@@ -48,7 +48,6 @@ const f = {
   libbpf_strerror: lib.func('int libbpf_strerror(int err, _Out_ char *buf, size_t size)'),
   libbpf_num_possible_cpus: lib.func('int libbpf_num_possible_cpus(void)'),
   libbpf_probe_bpf_map_type: lib.func('int libbpf_probe_bpf_map_type(int map_type, const void *opts)'),
-  libbpf_probe_bpf_helper: lib.func('int libbpf_probe_bpf_helper(int prog_type, int helper_id, const void *opts)'),
   libbpf_probe_bpf_prog_type: lib.func('int libbpf_probe_bpf_prog_type(int prog_type, const void *opts)'),
 
   open_file: lib.func('bpf_object *bpf_object__open_file(const char *path, const void *opts)'),
@@ -98,6 +97,7 @@ const f = {
   update_batch: lib.func('int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const void *opts)'),
   delete_batch: lib.func('int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, const void *opts)'),
 
+  bpf_prog_load: lib.func('int bpf_prog_load(int prog_type, const char *prog_name, const char *license, const void *insns, size_t insn_cnt, const void *opts)'),
   vsnprintf: libc.func('int vsnprintf(_Out_ char *buf, size_t size, const char *fmt, void *ap)'),
 };
 
@@ -492,8 +492,26 @@ export function probeProgType(progType: number): boolean {
   return (f.libbpf_probe_bpf_prog_type(progType, null) as number) === 1;
 }
 
-export function probeHelper(progType: number, helperId: number): boolean {
-  return (f.libbpf_probe_bpf_helper(progType, helperId, null) as number) === 1;
+/**
+ * Can a program of this type call this helper (one taking only the ctx, as
+ * bpf_get_netns_cookie does)? Loads `call helper; r0 = 1; exit`
+ * and asks the verifier. (libbpf 1.1's libbpf_probe_bpf_helper reads the
+ * verifier's wording and says yes to everything on newer kernels.)
+ */
+export function probeHelper(progType: number, helperId: number, expectedAttachType = 0): boolean {
+  const insns = Buffer.alloc(24);
+  insns.writeUInt8(0x85, 0); // BPF_JMP | BPF_CALL
+  insns.writeInt32LE(helperId, 4);
+  insns.writeUInt8(0xb7, 8); // r0 = 1 (BPF_ALU64 | BPF_MOV | BPF_K)
+  insns.writeInt32LE(1, 12);
+  insns.writeUInt8(0x95, 16); // exit
+  // struct bpf_prog_load_opts { size_t sz; int attempts; enum bpf_attach_type expected_attach_type; ... }
+  const opts = Buffer.alloc(16);
+  opts.writeBigUInt64LE(16n, 0);
+  opts.writeUInt32LE(expectedAttachType, 12);
+  const fd = f.bpf_prog_load(progType, 'mb_probe', 'GPL', insns, 3, opts) as number;
+  if (fd >= 0) closeSync(fd);
+  return fd >= 0;
 }
 
 export const ProgType = { SOCK_OPS: 13, SK_MSG: 16 } as const;
