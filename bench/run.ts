@@ -188,13 +188,25 @@ function statDelta(a: Stats, b: Stats): { redirectBytes: number; redirectMsgs: n
 }
 
 /** Run `fn` with the verdict for (ip, port) set (bypass) or removed (stack); check the counters agree. */
-async function inMode<T>(node: Node, mode: Mode, key: { ip: string; port: number }, what: string, family: Family, fn: () => Promise<T>): Promise<T> {
+async function inMode<T>(
+  node: Node,
+  mode: Mode,
+  key: { ip: string; port: number },
+  what: string,
+  family: Family,
+  fn: () => Promise<T>,
+  /** bypass mode: how many bytes must have been redirected for the run to count as bypassed */
+  mustRedirect?: (t: T) => number,
+): Promise<T> {
   if (mode === 'bypass') node.maps.policy.set(key, { verdict: 'bypass', ruleId: 1 });
   else node.maps.policy.delete(key);
   const before = readStats(node.maps.stats);
   const r = await fn();
   const d = statDelta(before, readStats(node.maps.stats));
   if (mode === 'bypass' && d.redirectMsgs === 0) throw new Error(`${node.kind} ${family} ${what}: bypass mode redirected nothing; the measurement would be meaningless`);
+  if (mode === 'bypass' && mustRedirect && d.redirectBytes < mustRedirect(r)) {
+    throw new Error(`${node.kind} ${family} ${what}: bypass mode redirected only ${d.redirectBytes} bytes, expected at least ${Math.round(mustRedirect(r))}; the connection took the stack`);
+  }
   if (mode === 'stack' && d.redirectMsgs !== 0) throw new Error(`${node.kind} ${family} ${what}: stack mode redirected ${d.redirectMsgs} messages`);
   let v = verification.find((x) => x.topology === node.kind && x.family === family && x.metric === what.split(' ')[0] && x.mode === mode);
   if (!v) {
@@ -234,7 +246,7 @@ async function throughput(node: Node, fam: Family, o: BenchOptions): Promise<Thr
       ['stack', 'bypass'],
       o.rounds,
       (m, r) => `${node.kind} ${fam} throughput ${sizeName(size)} ${m} round ${r + 1}/${o.rounds}`,
-      (m) => inMode(node, m, { ip: server, port: PORTS.iperf }, `throughput ${size}`, fam, () => iperf(node.topo, 'a', server, PORTS.iperf, size, o.seconds)),
+      (m) => inMode(node, m, { ip: server, port: PORTS.iperf }, `throughput ${size}`, fam, () => iperf(node.topo, 'a', server, PORTS.iperf, size, o.seconds), (t) => 0.9 * t.bytes),
       (t) => gbit(t.bitsPerSecond),
     );
     const stack = summarize(res.stack.map((x) => x.bitsPerSecond));
@@ -269,7 +281,7 @@ async function latency(node: Node, fam: Family, o: BenchOptions, mbrr: string): 
         ['stack', 'bypass'],
         o.rounds,
         (m, r) => `${node.kind} ${fam} latency ${t.tool} ${sizeName(size)} ${m} round ${r + 1}/${o.rounds}`,
-        (m) => inMode(node, m, { ip: server, port: t.port }, `latency ${t.tool} ${size}`, fam, () => t.run(size)),
+        (m) => inMode(node, m, { ip: server, port: t.port }, `latency ${t.tool} ${size}`, fam, () => t.run(size), (x) => 2 * x.count * size * 0.9),
         (x) => `p50 ${x.p50.toFixed(1)} us, p99 ${x.p99.toFixed(1)} us`,
       );
       const p = (k: 'p50' | 'p99') => {
