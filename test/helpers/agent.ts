@@ -1,0 +1,175 @@
+// Helpers for tests that run `meshbpf agent` as a real process: free ports,
+// spawn/stop with output captured, HTTP reads of its endpoints, and snapshot
+// files derived from examples/snapshot.yaml.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { PROJECT_ROOT } from '../../src/paths.js';
+import { waitFor } from './kernel.js';
+
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((res, rej) => {
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => res());
+  });
+  const a = s.address();
+  await new Promise<void>((res) => s.close(() => res()));
+  if (!a || typeof a !== 'object') throw new Error('no port');
+  return a.port;
+}
+
+export interface AgentProcess {
+  proc: ChildProcess;
+  pid: number;
+  listen: string;
+  /** stdout+stderr so far */
+  output(): string;
+  /** exit code (or signal name) once it exited */
+  exited: Promise<number | string>;
+  get(path: string): Promise<{ status: number; text: string; json(): unknown }>;
+}
+
+/** Every agent started by startAgent, so teardown can kill the ones still running. */
+export const agents = new Set<AgentProcess>();
+
+export interface StartAgentOptions {
+  cgroup: string;
+  pinDir: string;
+  xdsFile: string;
+  stateDir: string;
+  podCidr: string;
+  nodeIp: string;
+  extra?: string[];
+}
+
+export async function startAgent(o: StartAgentOptions): Promise<AgentProcess> {
+  const port = await freePort();
+  const listen = `127.0.0.1:${port}`;
+  const bin = join(PROJECT_ROOT, 'bin', 'meshbpf.js');
+  const args = [bin, 'agent', '--cgroup', o.cgroup, '--pin-dir', o.pinDir, '--xds-file', o.xdsFile, '--pod-cidr', o.podCidr, '--node-ip', o.nodeIp, '--listen', listen, '--log-level', 'warn', ...(o.extra ?? [])];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHBPF_STATE_DIR: o.stateDir } });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | string>((res) => proc.on('exit', (code, sig) => res(code ?? sig ?? 'unknown')));
+  const a: AgentProcess = {
+    proc,
+    pid: proc.pid!,
+    listen,
+    output: () => out,
+    exited,
+    async get(path: string) {
+      const r = await fetch(`http://${listen}${path}`);
+      const text = await r.text();
+      return { status: r.status, text, json: () => JSON.parse(text) as unknown };
+    },
+  };
+  agents.add(a);
+  void exited.then(() => agents.delete(a));
+  return a;
+}
+
+/** Wait until /readyz answers 200 (a snapshot has been applied); fails early if the agent dies. */
+export async function waitReady(a: AgentProcess, timeoutMs = 60_000): Promise<void> {
+  let dead = false;
+  void a.exited.then(() => (dead = true));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (dead) throw new Error(`agent exited before it was ready:\n${a.output()}`);
+    try {
+      if ((await a.get('/readyz')).status === 200) return;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error(`agent not ready after ${timeoutMs} ms:\n${a.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function stopAgent(a: AgentProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | string> {
+  if (a.proc.exitCode === null && a.proc.signalCode === null) a.proc.kill(signal);
+  return a.exited;
+}
+
+// If the test worker dies (uncaught exception) teardown may not run: never leave an agent behind.
+process.on('exit', () => killAllAgents());
+
+export function killAllAgents(): void {
+  for (const a of agents) {
+    try {
+      a.proc.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+/** Prometheus text: the value of an unlabelled sample, or undefined. */
+export function metric(text: string, name: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
+// ---- snapshots -----------------------------------------------------------
+
+type Res = Record<string, unknown>;
+const T = 'type.googleapis.com/envoy.';
+const TCP_PROXY = `${T}extensions.filters.network.tcp_proxy.v3.TcpProxy`;
+const HCM = `${T}extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`;
+
+/** examples/snapshot.yaml's resources with 198.18.0.x replaced by `${prefix}.x` (e.g. prefix 198.18.5). */
+export function exampleResources(prefix: string): Res[] {
+  const text = readFileSync(join(PROJECT_ROOT, 'examples', 'snapshot.yaml'), 'utf8').replaceAll('198.18.0.', `${prefix}.`);
+  const doc = parseYaml(text) as { resources: Res[] };
+  return doc.resources;
+}
+
+function tcpFilter(cluster: string): Res {
+  return { name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': TCP_PROXY, stat_prefix: cluster, cluster } };
+}
+
+function hcmFilter(port: number): Res {
+  return {
+    name: 'envoy.filters.network.http_connection_manager',
+    typed_config: {
+      '@type': HCM,
+      stat_prefix: `outbound_0.0.0.0_${port}`,
+      rds: { route_config_name: String(port), config_source: { ads: {} } },
+      http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': `${T}extensions.filters.http.router.v3.Router` } }],
+    },
+  };
+}
+
+/** Cluster + endpoints + listener of one service with one endpoint; `http` picks HCM, else tcp_proxy. */
+export function service(name: string, ip: string, port: number, vip: string, opts: { http?: boolean; listener?: boolean } = {}): Res[] {
+  const cluster = `outbound|${port}||${name}.default.svc.cluster.local`;
+  const out: Res[] = [
+    { '@type': `${T}config.cluster.v3.Cluster`, name: cluster, type: 'EDS', eds_cluster_config: { eds_config: { ads: {} }, service_name: cluster } },
+    {
+      '@type': `${T}config.endpoint.v3.ClusterLoadAssignment`,
+      cluster_name: cluster,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: ip, port_value: port } } } }] }],
+    },
+  ];
+  if (opts.listener ?? true) {
+    out.push({
+      '@type': `${T}config.listener.v3.Listener`,
+      name: `${vip}_${port}`,
+      address: { socket_address: { address: vip, port_value: port } },
+      filter_chains: [{ filters: [opts.http ? hcmFilter(port) : tcpFilter(cluster)] }],
+    });
+  }
+  return out;
+}
+
+/** Write `{resources}` as JSON atomically (rename), so the watcher never reads half a file. */
+export function writeSnapshot(file: string, resources: Res[], comment = ''): void {
+  const tmp = `${file}.tmp`;
+  writeFileSync(tmp, JSON.stringify({ resources, ...(comment ? { comment } : {}) }, null, 1));
+  renameSync(tmp, file);
+}
+
+export { waitFor };
