@@ -1,6 +1,7 @@
 // Helpers for tests that run `meshbpf agent` as a real process: free ports,
 // spawn/stop with output captured, HTTP reads of its endpoints, and snapshot
 // files derived from examples/snapshot.yaml.
+import { get as httpGet } from 'node:http';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -61,10 +62,19 @@ export async function startAgent(o: StartAgentOptions): Promise<AgentProcess> {
     listen,
     output: () => out,
     exited,
-    async get(path: string) {
-      const r = await fetch(`http://${listen}${path}`);
-      const text = await r.text();
-      return { status: r.status, text, json: () => JSON.parse(text) as unknown };
+    // One connection per request (no keep-alive): a reused idle connection can
+    // race the server's keep-alive timeout ("other side closed"), seen under TCG.
+    get(path: string) {
+      return new Promise((resolve, reject) => {
+        const [host, port] = [listen.slice(0, listen.lastIndexOf(':')), Number(listen.slice(listen.lastIndexOf(':') + 1))];
+        const req = httpGet({ host, port, path, agent: false }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text, json: () => JSON.parse(text) as unknown }));
+        });
+        req.on('error', (e) => reject(new Error(`GET ${path} failed (${e.message}); agent output:\n${out.slice(-2000)}`)));
+      });
     },
   };
   agents.add(a);
