@@ -351,7 +351,7 @@ function machine(): Report['machine'] {
     cores: cpus().length,
     node: process.version,
     iperf3: toolVersion(['iperf3', '--version']),
-    sockperf: toolVersion(['sockperf', '--version']).replace(/^sockperf:?\s*(sockperf,\s*)?/, ''),
+    sockperf: toolVersion(['sh', '-c', "dpkg-query -W -f='${Version}' sockperf 2>/dev/null || echo unknown"]),
     libbpf: toolVersion(['sh', '-c', "dpkg-query -W -f='${Version}' libbpf1 2>/dev/null || echo unknown"]),
   };
 }

@@ -171,19 +171,24 @@ export const SMALL_WRITES = `## Why small writes are slower through the bypass
 
 With the stack, a stream of 64-byte \`send()\`s is coalesced before it costs much: TCP autocorking
 (and Nagle, on by default in iperf3) appends each small write to the tail skb while the previous
-one is still queued, so the receiver is woken per ~64 KiB segment (GRO), not per write. sk_msg
-has no such batching: every \`sendmsg()\` builds an sk_msg, runs the BPF program, looks up the peer
-in the sockhash, queues one scatterlist entry on the peer's ingress list and wakes the reader, so
-the per-write fixed cost is paid on every 64 bytes, and the reader drains many tiny entries.
-From about 1 KiB per write the skipped TCP/IP, veth and netfilter work outweighs that fixed cost.
+one is still queued, and the receiver is woken per large segment (GRO). sk_msg has no such
+batching: every \`sendmsg()\` builds an sk_msg, runs the BPF program, looks the peer up in the
+sockhash, queues one entry on the peer's ingress list and wakes the reader. The per-write fixed
+cost is paid on every 64 bytes (CPU per GB above: ~1.5× the stack's at 64 B); from about 1 KiB per
+write the skipped TCP/IP, veth and netfilter work outweighs it. How much it hurts depends on the
+application: iperf3 select()s between writes and its receiver reads 64 B at a time (-l applies to
+both ends), which makes it the bad case; a tight write loop with large reads (mbrr stream → sink,
+table above) is about even with the stack at 64 B.
 
-Fixes, and what they cost:
+Fixes, and what they cost (measured in the experiment above):
 - \`bpf_msg_cork_bytes(msg, N)\`: the kernel holds writes until N bytes have accumulated, then runs
-  the program once and redirects N bytes. Batches like autocork, but there is no timer: a request
-  smaller than N waits until more data arrives, so it stalls request/response traffic. Only safe
-  when the application is known to stream (an opt-in per-port policy), never as a default.
+  the program once and redirects N bytes. Batches like autocork (4–5× the product bypass at 64 B
+  and 256 B), but there is no timer: a request shorter than N waits for more data, forever if
+  none comes (the 64 B ping-pong stalled). Only safe as an opt-in per-port policy for known bulk
+  streams, never as a default.
 - \`bpf_msg_apply_bytes(msg, N)\`: apply this verdict to the next N bytes without re-running the
-  program. Removes the program and lookup cost per write but not the per-write queueing and wakeup.
-- an adaptive per-socket decision: the sk_msg program cannot un-redirect a socket, but sockops
-  could keep sockets of ports known to carry small-write streams (policy: verdict *proxy* or a new
-  *stack* verdict) out of the sockhash, so they keep the stack's batching.`;
+  program. Safe for all traffic (nothing is held back), but removes only the program and lookup
+  cost per write (~+12%), not the per-write queueing and wakeup.
+- an adaptive per-socket decision: sk_msg cannot hand a socket back to the stack once redirected
+  data is in flight, but sockops (or policy) could keep ports known to carry small-write streams
+  out of the sockhash (verdict *proxy*, or a new *stack* verdict), so they keep the stack's batching.`;
