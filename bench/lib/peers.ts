@@ -92,6 +92,8 @@ export interface RrRun {
   p50: number; // microseconds, full round trip
   p99: number;
   count: number;
+  /** every round trip of the connection, warm-up included (for the redirect check) */
+  roundTrips: number;
 }
 
 export async function sockperfPingPong(topo: Topology, client: string, server: string, port: number, size: number, seconds: number): Promise<RrRun> {
@@ -107,13 +109,14 @@ export function parseSockperf(out: string): RrRun {
     return Number(m[1]);
   };
   const count = Number(/Total (\d+) observations/.exec(clean)?.[1] ?? 0);
-  return { p50: pct('50.000'), p99: pct('99.000'), count };
+  const roundTrips = Number(/\[Total Run\].*ReceivedMessages=(\d+)/.exec(clean)?.[1] ?? count);
+  return { p50: pct('50.000'), p99: pct('99.000'), count, roundTrips };
 }
 
 export async function mbrrPingPong(topo: Topology, tool: string, client: string, server: string, port: number, size: number, seconds: number, timeoutMs = (seconds + 30) * 1000): Promise<RrRun> {
   const out = await runIn(topo, client, 'topo', [tool, 'rr', server, String(port), String(size), String(seconds)], timeoutMs);
   const j = JSON.parse(out) as { count: number; p50_us: number; p99_us: number };
-  return { p50: j.p50_us, p99: j.p99_us, count: j.count };
+  return { p50: j.p50_us, p99: j.p99_us, count: j.count, roundTrips: j.count + 200 /* mbrr's warm-up */ };
 }
 
 export async function mbrrConnectRate(topo: Topology, tool: string, cg: CgroupSel, client: string, server: string, port: number, seconds: number): Promise<{ perSec: number; connections: number; errors: number }> {
