@@ -12,9 +12,11 @@ import { inspect, type Inspection } from '../loader/inspect.js';
 import { openMaps, readStats, type MeshMaps } from '../maps/pinned.js';
 import { encodeDesired, planSync, readRaw, syncMaps, type SyncCounts } from '../maps/sync.js';
 import { stateDir, writeRules } from '../maps/state.js';
-import { compile, validate, type CompiledState } from '../policy/index.js';
+import { compile, compileChecked, type CompiledState } from '../policy/index.js';
 import type { Locality } from '../policy/types.js';
-import type { XdsSnapshot, XdsSource, XdsStateEvent, XdsStatus } from '../xds/types.js';
+import type { SnapshotValidator, XdsSnapshot, XdsSource, XdsStateEvent, XdsStatus } from '../xds/types.js';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { child } from '../log.js';
 import { AgentMetrics } from './metrics.js';
 import { startServer } from './server.js';
@@ -25,7 +27,8 @@ const log = child('agent');
 export interface AgentOptions extends LoadOptions {
   pinDir: string;
   locality: Locality;
-  source: XdsSource;
+  /** builds the xDS source; the agent hands it the validator (compile once, NACK on problems) */
+  source: (validate: SnapshotValidator) => XdsSource;
   /** host:port for metrics/health/debug; '' disables the server */
   listen: string;
   unloadOnExit?: boolean;
@@ -47,11 +50,27 @@ export interface AgentStatus {
   xds: XdsStatus;
 }
 
+/** Desired-state counts kept between syncs (the full state is rebuilt on request). */
+interface DesiredSummary {
+  endpoints: number;
+  policies: number;
+  bypass: number;
+  proxy: number;
+  skipped: number;
+}
+
+// A large sync leaves a lot of garbage that an idle agent would never collect.
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
+
 export class Agent {
   private maps: MeshMaps | undefined;
+  readonly source: XdsSource;
+  /** the state compiled while validating the snapshot the source is about to emit */
+  private precompiled: { snapshot: XdsSnapshot; state: CompiledState; ms: number } | undefined;
   private server: Server | undefined;
   private loadResult: LoadResult | undefined;
-  private desired: CompiledState | undefined;
+  private desired: DesiredSummary | undefined;
   private pending: XdsSnapshot | undefined;
   private timer: NodeJS.Timeout | undefined;
   private watchTimer: NodeJS.Timeout | undefined;
@@ -65,6 +84,16 @@ export class Agent {
 
   constructor(readonly opts: AgentOptions) {
     this.metrics = new AgentMetrics(this);
+    this.source = opts.source((s) => this.validate(s));
+  }
+
+  /** The source's veto: compile with this node's locality; problems become the NACK reason. */
+  private validate(snapshot: XdsSnapshot): string | undefined {
+    const t0 = performance.now();
+    const r = compileChecked(snapshot, this.opts.locality);
+    if ('error' in r) return r.error;
+    this.precompiled = { snapshot, state: r.state, ms: performance.now() - t0 };
+    return undefined;
   }
 
   /** Load or adopt, reconcile, subscribe, serve. */
@@ -74,7 +103,7 @@ export class Agent {
     this.maps = openMaps(this.opts.pinDir);
     this.lastMapFull = readStats(this.maps.stats).sockets_map_full;
 
-    const src = this.opts.source;
+    const src = this.source;
     src.on('snapshot', (s) => this.schedule(s));
     src.on('state', (e) => this.onSourceState(e));
     if (this.opts.listen) {
@@ -115,17 +144,27 @@ export class Agent {
     this.syncing = true;
     const snap = this.pending;
     this.pending = undefined;
-    const t0 = performance.now();
+    const pre = this.precompiled?.snapshot === snap ? this.precompiled : undefined;
+    this.precompiled = undefined;
+    // snapshot -> converged includes the compile, done while validating
+    const t0 = performance.now() - (pre?.ms ?? 0);
     try {
-      const desired = compile(snap, this.opts.locality);
+      const desired = pre ? pre.state : compile(snap, this.opts.locality);
       // Reconcile against what the kernel really holds (also repairs drift).
       const r = syncMaps(this.maps, desired);
-      this.desired = desired;
+      this.desired = {
+        endpoints: desired.endpoints.length,
+        policies: desired.policies.length,
+        bypass: desired.policies.filter((p) => p.verdict === 'bypass').length,
+        proxy: desired.policies.filter((p) => p.verdict === 'proxy').length,
+        skipped: desired.skipped.length,
+      };
       writeRules(this.opts.pinDir, desired.rules);
       const ms = performance.now() - t0;
       this.lastSync = { at: new Date().toISOString(), ms, counts: r.counts };
       this.metrics.observeSync(ms / 1000, true);
       log.info({ ms: Math.round(ms), endpoints: r.counts.endpoints, policies: r.counts.policies }, 'maps synced');
+      if (desired.endpoints.length + desired.policies.length > 20_000) setImmediate(collectGarbage);
     } catch (e) {
       const ms = performance.now() - t0;
       this.lastSync = { at: new Date().toISOString(), ms, counts: this.lastSync?.counts ?? emptyCounts(), error: (e as Error).message };
@@ -150,11 +189,6 @@ export class Agent {
     }
   }
 
-  /** The snapshot validator the xDS source calls before accepting an update. */
-  static validator(snapshot: XdsSnapshot): string | undefined {
-    return validate(snapshot);
-  }
-
   inspect(): Inspection {
     return inspect(this.opts.pinDir);
   }
@@ -166,10 +200,11 @@ export class Agent {
   occupancy(): Record<string, { entries: number; capacity: number }> {
     const m = this.maps;
     if (!m) return {};
+    // Counted in the kernel (what is there, not what should be): drift shows.
     return {
       mb_sockets: { entries: m.sockets.count(), capacity: m.sockets.info.maxEntries },
-      mb_endpoints: { entries: this.desired?.endpoints.length ?? m.endpoints.count(), capacity: m.endpoints.info.maxEntries },
-      mb_policy: { entries: this.desired?.policies.length ?? m.policy.count(), capacity: m.policy.info.maxEntries },
+      mb_endpoints: { entries: m.endpoints.count(), capacity: m.endpoints.info.maxEntries },
+      mb_policy: { entries: m.policy.count(), capacity: m.policy.info.maxEntries },
     };
   }
 
@@ -188,27 +223,36 @@ export class Agent {
     return { healthy: attached && synced, ready: synced, problems };
   }
 
-  /** Desired state next to what the kernel holds, so drift is visible. */
-  debugState(): unknown {
+  /**
+   * Desired state next to what the kernel holds, so drift is visible. The
+   * desired state is rebuilt from the source's last good snapshot on request
+   * (the agent does not keep it). `full` adds every entry; otherwise the first
+   * `limit` of each list.
+   */
+  debugState(opts: { full?: boolean; limit?: number } = {}): unknown {
     if (!this.maps || !this.desired) return { desired: null, note: 'no snapshot applied yet' };
-    const enc = encodeDesired(this.desired);
+    const desired = compile(this.source.snapshot(), this.opts.locality);
+    const enc = encodeDesired(desired);
     const kernel = { endpoints: readRaw(this.maps.endpoints), policy: readRaw(this.maps.policy) };
     const { plan, counts } = planSync(enc, kernel);
-    const drift = {
-      inSync: plan.endpointUpserts.length + plan.endpointDeletes.length + plan.policyNarrow.upserts.length + plan.policyNarrow.deletes.length + plan.policyWiden.upserts.length + plan.policyWiden.deletes.length === 0,
-      // what a sync would change right now
-      endpoints: { missingOrDifferent: counts.endpoints.added + counts.endpoints.changed, extra: counts.endpoints.removed },
-      policies: { missingOrDifferent: counts.policies.added + counts.policies.changed, extra: counts.policies.removed },
-    };
+    const pending = plan.endpointUpserts.length + plan.endpointDeletes.length + plan.policyNarrow.upserts.length + plan.policyNarrow.deletes.length + plan.policyWiden.upserts.length + plan.policyWiden.deletes.length;
+    const cut = <T>(xs: T[]): T[] => (opts.full ? xs : xs.slice(0, opts.limit ?? 100));
     return {
-      drift,
+      drift: {
+        inSync: pending === 0,
+        // what a sync would change right now
+        endpoints: { missingOrDifferent: counts.endpoints.added + counts.endpoints.changed, extra: counts.endpoints.removed },
+        policies: { missingOrDifferent: counts.policies.added + counts.policies.changed, extra: counts.policies.removed },
+      },
       desired: {
-        endpoints: this.desired.endpoints,
-        policies: this.desired.policies,
-        rules: this.desired.rules,
-        networks: this.desired.networks,
-        skipped: this.desired.skipped,
-        notes: this.desired.notes,
+        counts: { endpoints: desired.endpoints.length, policies: desired.policies.length, rules: desired.rules.length, skipped: desired.skipped.length },
+        truncated: !opts.full,
+        endpoints: cut(desired.endpoints),
+        policies: cut(desired.policies),
+        rules: cut(desired.rules),
+        networks: desired.networks,
+        skipped: cut(desired.skipped),
+        notes: cut(desired.notes),
       },
       kernel: { endpoints: kernel.endpoints.size, policies: kernel.policy.size },
     };
@@ -224,10 +268,8 @@ export class Agent {
       load: this.loadResult ? { upgraded: this.loadResult.upgraded, cgroup: this.loadResult.cgroup.path } : null,
       synced: this.lastSync !== null && this.lastSync.error === undefined,
       lastSync: this.lastSync,
-      desired: d
-        ? { endpoints: d.endpoints.length, policies: d.policies.length, bypass: d.policies.filter((p) => p.verdict === 'bypass').length, proxy: d.policies.filter((p) => p.verdict === 'proxy').length, skipped: d.skipped.length }
-        : null,
-      xds: this.opts.source.status(),
+      desired: d ?? null,
+      xds: this.source.status(),
     };
   }
 
@@ -243,7 +285,7 @@ export class Agent {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.watchTimer) clearInterval(this.watchTimer);
-    await this.opts.source.close();
+    await this.source.close();
     // Close idle keep-alive connections too, or close() waits for them.
     const closed = new Promise<void>((res) => (this.server ? this.server.close(() => res()) : res()));
     this.server?.closeAllConnections();

@@ -26,7 +26,8 @@ export class AgentMetrics {
 
   constructor(agent: Agent) {
     const r = this.registry;
-    client.collectDefaultMetrics({ register: r, prefix: 'meshbpf_process_' });
+    // The event-loop-delay monitor would wake the process every 10 ms; once a second is enough.
+    client.collectDefaultMetrics({ register: r, prefix: 'meshbpf_process_', eventLoopMonitoringPrecision: 1000 });
     const counter = (name: string, help: string, read: (s: NonNullable<ReturnType<Agent['stats']>>) => bigint) =>
       new client.Counter({
         name,
@@ -65,7 +66,7 @@ export class AgentMetrics {
     });
     new client.Gauge({
       name: 'meshbpf_map_entries',
-      help: 'entries in each meshbpf map',
+      help: 'entries in each meshbpf map, counted in the kernel at scrape time',
       labelNames: ['map'],
       registers: [r],
       collect() {

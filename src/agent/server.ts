@@ -19,7 +19,8 @@ export async function startServer(agent: Agent, listen: string): Promise<Server>
   const { host, port } = parseListen(listen);
   const server = createServer((req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'read-only endpoint: GET only' });
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'http://agent');
+    const path = url.pathname;
     void (async () => {
       try {
         switch (path) {
@@ -34,11 +35,11 @@ export async function startServer(agent: Agent, listen: string): Promise<Server>
             return send(res, h.ready ? 200 : 503, { ready: h.ready, problems: h.problems });
           }
           case '/debug/state':
-            return send(res, 200, agent.debugState());
+            return send(res, 200, agent.debugState({ full: url.searchParams.get('full') === '1' }));
           case '/debug/status':
             return send(res, 200, agent.status());
           default:
-            return send(res, 404, { error: 'not found', endpoints: ['/metrics', '/healthz', '/readyz', '/debug/state', '/debug/status'] });
+            return send(res, 404, { error: 'not found', endpoints: ['/metrics', '/healthz', '/readyz', '/debug/state[?full=1]', '/debug/status'] });
         }
       } catch (e) {
         return send(res, 500, { error: (e as Error).message });

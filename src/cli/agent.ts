@@ -7,7 +7,7 @@ import { Agent, type AgentStatus } from '../agent/agent.js';
 import { parseListen } from '../agent/server.js';
 import { XdsClient } from '../xds/client.js';
 import { XdsFileSource } from '../xds/file.js';
-import type { XdsSource } from '../xds/types.js';
+import type { SnapshotValidator, XdsSource } from '../xds/types.js';
 import { DEFAULT_SIZES } from '../loader/load.js';
 import { inspect } from '../loader/inspect.js';
 import { checkPrivileges } from '../loader/preflight.js';
@@ -65,18 +65,20 @@ Examples:
       if (o.listen) parseListen(o.listen);
       checkPrivileges();
       const locality = localityFrom(o);
-      const source: XdsSource = o.xds
-        ? new XdsClient({
-            server: o.xds,
-            mode: o.xdsMode,
-            node: { podName: o.podName, namespace: o.namespace, ips: locality.nodeIps, ...(o.network ? { network: o.network } : {}), ...(o.clusterId ? { clusterId: o.clusterId } : {}) },
-            ...(o.xdsRootCert ? { tls: { rootCertFile: o.xdsRootCert, ...(o.xdsServerName ? { serverName: o.xdsServerName } : {}) } } : {}),
-            ...(o.xdsTokenFile ? { tokenFile: o.xdsTokenFile } : {}),
-            validate: Agent.validator,
-            logger: log.child({ mod: 'xds' }),
-          })
-        : new XdsFileSource({ path: o.xdsFile ?? EXAMPLE_SNAPSHOT, validate: Agent.validator, logger: log.child({ mod: 'xds' }) });
       if (!o.xds && !existsSync(o.xdsFile ?? EXAMPLE_SNAPSHOT)) throw new UserError(`${o.xdsFile ?? EXAMPLE_SNAPSHOT}: no such file`);
+      const xdsLog = log.child({ mod: 'xds' });
+      const source = (validate: SnapshotValidator): XdsSource => {
+        if (!o.xds) return new XdsFileSource({ path: o.xdsFile ?? EXAMPLE_SNAPSHOT, validate, logger: xdsLog });
+        return new XdsClient({
+          server: o.xds,
+          mode: o.xdsMode,
+          node: { podName: o.podName, namespace: o.namespace, ips: locality.nodeIps, ...(o.network ? { network: o.network } : {}), ...(o.clusterId ? { clusterId: o.clusterId } : {}) },
+          ...(o.xdsRootCert ? { tls: { rootCertFile: o.xdsRootCert, ...(o.xdsServerName ? { serverName: o.xdsServerName } : {}) } } : {}),
+          ...(o.xdsTokenFile ? { tokenFile: o.xdsTokenFile } : {}),
+          validate,
+          logger: xdsLog,
+        });
+      };
       const agent = new Agent({
         pinDir: o.pinDir,
         cgroup: o.cgroup,
