@@ -24,6 +24,8 @@ import { renderMarkdown } from './lib/markdown.js';
 import {
   buildMbrr,
   killOurs,
+  LATENCY_CPU,
+  pinned,
   iperf,
   mbrrConnectRate,
   mbrrPingPong,
@@ -163,10 +165,10 @@ async function buildNode(kind: TopoKind, mbrr: string): Promise<Node> {
 
   // Servers in pod b. iperf3 listens dual-stack; sockperf is IPv4 only.
   spawnIn(topo, 'b', 'topo', ['iperf3', '-s', '-p', String(PORTS.iperf)]);
-  spawnIn(topo, 'b', 'topo', ['sockperf', 'server', '--tcp', '-i', node.addr.v4.b, '-p', String(PORTS.sockperf)]);
+  spawnIn(topo, 'b', 'topo', [...pinned(['sockperf']), 'server', '--tcp', '-i', node.addr.v4.b, '-p', String(PORTS.sockperf)]);
   for (const fam of ['v4', 'v6'] as const) {
     const b = node.addr[fam].b;
-    spawnIn(topo, 'b', 'topo', [mbrr, 'server', b, String(PORTS.rr[fam]), 'rr']);
+    spawnIn(topo, 'b', 'topo', pinned([mbrr, 'server', b, String(PORTS.rr[fam]), 'rr']));
     const [bypassPort, ineligiblePort, nonePort] = PORTS.crr[fam] as [number, number, number];
     spawnIn(topo, 'b', 'topo', [mbrr, 'server', b, String(bypassPort), 'crr']);
     spawnIn(topo, 'b', 'topo', [mbrr, 'server', b, String(ineligiblePort), 'crr']);
@@ -423,6 +425,7 @@ async function main(): Promise<void> {
     method: {
       modes: 'stack = same topology, meshbpf loaded, the server has no policy verdict (connection not eligible); bypass = verdict BYPASS for the server ip:port. Connection rate: none = client and server in a sibling cgroup with no programs; attachedIneligible = programs attached, no verdict; attachedBypass = programs attached and the connection inserted into the sockhash.',
       alternation: 'each round runs every mode once; the order flips every round (AB, BA, ...); figures are the median over rounds with min and max',
+      latencyCpu: `both ping-pong peers pinned to CPU ${LATENCY_CPU} (taskset): on this VM an idle vCPU halts and needs ~40-50 us to wake, which would swamp the path measured`,
       tools: { throughput: 'iperf3 -l SIZE (default Nagle)', latencyV4: 'sockperf ping-pong --tcp --full-rtt, and mbrr rr', latencyV6: 'mbrr rr (sockperf 3.7 has no IPv6)', connectRate: 'mbrr crr (netperf TCP_CRR is not in Debian main)' },
       cpu: 'peers = user+sys of both iperf3 processes (iperf3 -J cpu_utilization_percent) x duration / GB received; node = busy time of all CPUs from /proc/stat during the run / GB (includes softirq and anything else running on the machine)',
     },

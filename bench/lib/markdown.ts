@@ -114,7 +114,7 @@ export function renderMarkdown(r: Report): string {
   );
 
   L.push('## Request/response latency', '');
-  L.push('Full round trip in µs, one connection, ping-pong at full rate (TCP_NODELAY). Ratio = bypass ÷ stack (below 1 = bypass faster). sockperf 3.7 has no IPv6, so IPv6 uses mbrr only; for IPv4 both tools ran, which also cross-checks mbrr.', '');
+  L.push('Full round trip in µs, one connection, ping-pong at full rate (TCP_NODELAY). Both peers are pinned to one CPU: on this VM an idle vCPU halts and takes ~40–50 µs to wake by IPI, which swamped the figure (unpinned, the same test gave p50 8 µs or 50 µs depending on whether other work kept the CPUs busy). Ratio = bypass ÷ stack (below 1 = bypass faster). sockperf 3.7 has no IPv6, so IPv6 uses mbrr only; for IPv4 both tools ran, which also cross-checks mbrr.', '');
   L.push(
     table(
       ['topology', 'family', 'tool', 'size', 'p50 stack', 'p50 bypass', 'p50 ratio', 'p99 stack', 'p99 bypass', 'p99 ratio'],

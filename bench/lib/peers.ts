@@ -6,6 +6,7 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { promisify } from 'node:util';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { cpus } from 'node:os';
 import type { Topology } from '../../src/topo/topology.js';
 import { waitForListen } from '../../src/topo/peers.js';
 
@@ -88,6 +89,16 @@ export async function iperf(topo: Topology, client: string, server: string, port
 
 // ---------- latency
 
+/**
+ * Ping-pong peers run pinned to one CPU. On this VM a vCPU that goes idle halts
+ * (cpuidle haltpoll) and takes ~40-50 us to wake by IPI, which swamped the path
+ * being measured (p50 8 us vs 50 us for the same run depending on whether other
+ * work kept the CPUs busy). On one CPU a round trip is two context switches and
+ * no cross-CPU wakeup: what is left is the network path.
+ */
+export const LATENCY_CPU = String(Math.max(0, cpus().length - 1));
+export const pinned = (cmd: string[]): string[] => ['taskset', '-c', LATENCY_CPU, ...cmd];
+
 export interface RrRun {
   p50: number; // microseconds, full round trip
   p99: number;
@@ -97,7 +108,7 @@ export interface RrRun {
 }
 
 export async function sockperfPingPong(topo: Topology, client: string, server: string, port: number, size: number, seconds: number): Promise<RrRun> {
-  const out = await runIn(topo, client, 'topo', ['sockperf', 'ping-pong', '--tcp', '-i', server, '-p', String(port), '-m', String(size), '-t', String(seconds), '--full-rtt', '--mps=max'], (seconds + 30) * 1000);
+  const out = await runIn(topo, client, 'topo', [...pinned(['sockperf']), 'ping-pong', '--tcp', '-i', server, '-p', String(port), '-m', String(size), '-t', String(seconds), '--full-rtt', '--mps=max'], (seconds + 30) * 1000);
   return parseSockperf(out);
 }
 
@@ -114,7 +125,7 @@ export function parseSockperf(out: string): RrRun {
 }
 
 export async function mbrrPingPong(topo: Topology, tool: string, client: string, server: string, port: number, size: number, seconds: number, timeoutMs = (seconds + 30) * 1000): Promise<RrRun> {
-  const out = await runIn(topo, client, 'topo', [tool, 'rr', server, String(port), String(size), String(seconds)], timeoutMs);
+  const out = await runIn(topo, client, 'topo', pinned([tool, 'rr', server, String(port), String(size), String(seconds)]), timeoutMs);
   const j = JSON.parse(out) as { count: number; p50_us: number; p99_us: number };
   return { p50: j.p50_us, p99: j.p99_us, count: j.count, roundTrips: j.count + 200 /* mbrr's warm-up */ };
 }
