@@ -175,10 +175,13 @@ one is still queued, and the receiver is woken per large segment (GRO). sk_msg h
 batching: every \`sendmsg()\` builds an sk_msg, runs the BPF program, looks the peer up in the
 sockhash, queues one entry on the peer's ingress list and wakes the reader. The per-write fixed
 cost is paid on every 64 bytes (CPU per GB above: ~1.5× the stack's at 64 B); from about 1 KiB per
-write the skipped TCP/IP, veth and netfilter work outweighs it. How much it hurts depends on the
-application: iperf3 select()s between writes and its receiver reads 64 B at a time (-l applies to
-both ends), which makes it the bad case; a tight write loop with large reads (mbrr stream → sink,
-table above) is about even with the stack at 64 B.
+write the skipped TCP/IP, veth and netfilter work outweighs it. The size of the penalty moves
+with the machine's state: on this shared VM, 64 B streams through the product program measured
+0.5–0.8× the stack with iperf3 and 0.54–1.08× with mbrr stream → sink over several runs (busy vs
+quiet machine). Stack throughput at 1–16 KiB varied by up to 2× between runs (veth, 16 KiB: ~11
+Gbit/s while other work kept the vCPUs busy, ~5 Gbit/s on a quiet machine, where an idle vCPU halts
+and is slow to wake); the bypass varied much less (16–19 Gbit/s). Read the ratios as this
+machine's, not as constants.
 
 Fixes, and what they cost (measured in the experiment above):
 - \`bpf_msg_cork_bytes(msg, N)\`: the kernel holds writes until N bytes have accumulated, then runs
