@@ -33,7 +33,7 @@ const why = benchUnavailable();
 const ktest = why ? test.skip : test.serial;
 if (why) console.log(`SKIPPING bench smoke test: ${why}`);
 
-const out = mkdtempSync(join(tmpdir(), 'meshbpf-bench-')) // not mbt-: other runs' cleanups sweep /tmp/mbt-*;
+const out = mkdtempSync(join(tmpdir(), 'meshbpf-bench-')); // not mbt-: other runs' cleanups sweep /tmp/mbt-*
 let child: ChildProcess | undefined;
 const before = why ? undefined : leftovers();
 
