@@ -12,9 +12,10 @@ fi
 # clang/llvm: compile the BPF C; libbpf1: the loader; bpftool: tests and debugging;
 # iproute2: namespaces and veths; iperf3/socat: the real traffic peers;
 # util-linux: setpriv (tests run one command as an unprivileged user);
-# qemu/busybox/cpio: the kernel-VM test runner (npm run test:vm).
+# qemu/busybox/cpio/xz/zstd: the kernel-VM test runner (npm run test:vm);
+# sockperf/iptables: the benchmarks (npm run bench: latency peer, kube-proxy-like rules).
 PKGS=(clang llvm libbpf1 libbpf-dev bpftool iproute2 iperf3 socat util-linux ca-certificates
-      qemu-system-x86 busybox-static cpio kmod)
+      qemu-system-x86 busybox-static cpio kmod xz-utils zstd sockperf iptables)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
