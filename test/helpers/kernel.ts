@@ -5,7 +5,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, statSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { Topology } from '../../src/topo/topology.js';
+import test from 'ava';
+import { Topology, type PodSpec, type TopologyKind } from '../../src/topo/topology.js';
+import { load, unload } from '../../src/loader/load.js';
 import { waitForListen } from '../../src/topo/peers.js';
 import { openMaps, readStats } from '../../src/maps/pinned.js';
 import type { Stats, StatName } from '../../src/maps/codecs.js';
@@ -22,6 +24,39 @@ export function kernelUnavailable(): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * The scaffolding every kernel test file shares: skip (with the reason printed)
+ * where kernel tests cannot run, build a throwaway topology before the tests,
+ * load meshbpf into it, and remove everything after them, also on failure.
+ */
+export function kernelSuite(
+  what: string,
+  spec: { pods: PodSpec[]; kind?: TopologyKind; load?: boolean; teardown?: () => void },
+): { ktest: typeof test.serial; topo: Topology | undefined } {
+  const why = kernelUnavailable();
+  if (why) console.log(`SKIPPING ${what}: ${why}`);
+  const topo = why ? undefined : new Topology();
+  test.before(() => {
+    if (!topo) return;
+    topo.build(spec.kind ?? 'veth', spec.pods);
+    if (spec.load ?? true) load({ pinDir: topo.pinDir, cgroup: topo.cgroup });
+  });
+  test.after.always(() => {
+    try {
+      if (!topo) return;
+      try {
+        unload({ pinDir: topo.pinDir });
+      } catch {
+        /* not loaded */
+      }
+      topo.destroy();
+    } finally {
+      spec.teardown?.();
+    }
+  });
+  return { ktest: why ? (test.skip as typeof test.serial) : test.serial, topo };
 }
 
 export function sha256(buf: Buffer): string {

@@ -1,41 +1,23 @@
 // The data path on the real kernel: bytes through the bypass between two network
 // namespaces (IPv4, IPv6, IPv4-mapped), hashed at both ends, counters read back;
 // flows the maps do not allow keep the stack; loopback is never cross-paired.
-import test from 'ava';
-import { Topology } from '../../src/topo/topology.js';
-import { load, unload } from '../../src/loader/load.js';
+import { load } from '../../src/loader/load.js';
 import { openMaps } from '../../src/maps/pinned.js';
 import type { StatName } from '../../src/maps/codecs.js';
-import { delta, kernelUnavailable, stats, transfer, type TransferSpec } from '../helpers/kernel.js';
+import { delta, kernelSuite, stats, transfer, type TransferSpec } from '../helpers/kernel.js';
 
-const why = kernelUnavailable();
-const ktest = why ? test.skip : test.serial;
-if (why) console.log(`SKIPPING kernel data path tests: ${why}`);
-
-const topo = why ? undefined : new Topology();
 const A4 = '198.18.1.1';
 const B4 = '198.18.1.2';
 const A6 = 'fd00:0:0:1::1';
 const B6 = 'fd00:0:0:1::2';
 
-test.before(() => {
-  if (!topo) return;
-  topo.build('veth', [
+const { ktest, topo } = kernelSuite('kernel data path tests', {
+  pods: [
     { name: 'a', v4: `${A4}/24`, v6: `${A6}/64` },
     { name: 'b', v4: `${B4}/24`, v6: `${B6}/64` },
-  ]);
-  load({ pinDir: topo.pinDir, cgroup: topo.cgroup });
+  ],
 });
 
-test.after.always(() => {
-  if (!topo) return;
-  try {
-    unload({ pinDir: topo.pinDir });
-  } catch {
-    /* not loaded */
-  }
-  topo.destroy();
-});
 
 /** Start each test from empty endpoint/policy maps. */
 function resetMaps(): void {

@@ -1,41 +1,31 @@
 // Load twice over live connections, unload leaves nothing (read back with
 // bpftool), and the errors a user can cause are one clear line.
-import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Topology } from '../../src/topo/topology.js';
 import { waitForListen } from '../../src/topo/peers.js';
 import { load, unload } from '../../src/loader/load.js';
 import { openMaps } from '../../src/maps/pinned.js';
-import { cli, delta, kernelUnavailable, sha256, stats, tempDir, waitFor } from '../helpers/kernel.js';
+import { cli, delta, kernelSuite, sha256, stats, tempDir, waitFor } from '../helpers/kernel.js';
 
-const why = kernelUnavailable();
-const ktest = why ? test.skip : test.serial;
-if (why) console.log(`SKIPPING kernel lifecycle tests: ${why}`);
-
-const topo = why ? undefined : new Topology();
 const B4 = '198.18.2.2';
 
-test.before(() => {
-  topo?.build('veth', [
+const { ktest, topo } = kernelSuite('kernel lifecycle tests', {
+  pods: [
     { name: 'a', v4: '198.18.2.1/24' },
     { name: 'b', v4: `${B4}/24` },
-  ]);
-});
-
-test.after.always(() => {
-  if (!topo) return;
-  for (const dir of [topo.pinDir, `${topo.pinDir}-x`]) {
+  ],
+  load: false,
+  teardown: () => {
     try {
-      unload({ pinDir: dir });
+      if (topo) unload({ pinDir: `${topo.pinDir}-x` });
     } catch {
       /* not loaded */
     }
-  }
-  topo.destroy();
+  },
 });
+
 
 function bpftool(args: string[]): unknown {
   return JSON.parse(execFileSync('bpftool', ['-j', ...args], { encoding: 'utf8' }).trim() || '[]');

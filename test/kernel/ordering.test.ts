@@ -2,41 +2,21 @@
 // later redirect must not overtake it. The receiver drains its psock queue
 // (redirected data) before its TCP receive queue, so without the sticky
 // fallback in sk_msg the second chunk below is read first and the hash breaks.
-import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { Topology } from '../../src/topo/topology.js';
-import { load, unload } from '../../src/loader/load.js';
 import { openMaps } from '../../src/maps/pinned.js';
 import { PROJECT_ROOT } from '../../src/paths.js';
-import { delta, kernelUnavailable, sha256, stats, waitFor } from '../helpers/kernel.js';
+import { delta, kernelSuite, sha256, stats, waitFor } from '../helpers/kernel.js';
 
-const why = kernelUnavailable();
-const ktest = why ? test.skip : test.serial;
-if (why) console.log(`SKIPPING kernel ordering test: ${why}`);
-
-const topo = why ? undefined : new Topology();
-
-test.before(() => {
-  if (!topo) return;
-  topo.build('veth', [
+const { ktest, topo } = kernelSuite('kernel ordering test', {
+  pods: [
     { name: 'a', v4: '198.18.4.1/24' },
     { name: 'b', v4: '198.18.4.2/24' },
-  ]);
-  load({ pinDir: topo.pinDir, cgroup: topo.cgroup });
+  ],
 });
 
-test.after.always(() => {
-  if (!topo) return;
-  try {
-    unload({ pinDir: topo.pinDir });
-  } catch {
-    /* not loaded */
-  }
-  topo.destroy();
-});
 
 ktest('after a peer miss a socket stays on the stack: a peer that appears later cannot reorder the stream', async (t) => {
   const m = openMaps(topo!.pinDir);

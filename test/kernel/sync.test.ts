@@ -1,43 +1,24 @@
 // xDS file -> compiled verdicts -> kernel maps, enforced by the data path: the
 // TCP service is redirected, the HTTP service is not, both arrive intact.
-import test from 'ava';
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Topology } from '../../src/topo/topology.js';
-import { load, unload } from '../../src/loader/load.js';
 import { openMaps } from '../../src/maps/pinned.js';
 import { PROJECT_ROOT } from '../../src/paths.js';
-import { cli, delta, kernelUnavailable, stats, tempDir, transfer } from '../helpers/kernel.js';
+import { cli, delta, kernelSuite, stats, tempDir, transfer } from '../helpers/kernel.js';
 
-const why = kernelUnavailable();
-const ktest = why ? test.skip : test.serial;
-if (why) console.log(`SKIPPING kernel sync tests: ${why}`);
-
-const topo = why ? undefined : new Topology();
-const dir = why ? '' : tempDir();
+const dir = tempDir();
 const example = join(PROJECT_ROOT, 'examples', 'snapshot.yaml');
 const locality = ['--pod-cidr', '198.18.0.0/24', '--node-ip', '198.18.0.1'];
+process.env.MESHBPF_STATE_DIR = join(dir, 'state'); // explain's reasons live here, not in /run
 
-test.before(() => {
-  if (!topo) return;
-  process.env.MESHBPF_STATE_DIR = join(dir, 'state');
-  topo.build('veth', [
+const { ktest, topo } = kernelSuite('kernel sync tests', {
+  pods: [
     { name: 'a', v4: '198.18.0.2/24' },
     { name: 'b', v4: '198.18.0.3/24' },
-  ]);
-  load({ pinDir: topo.pinDir, cgroup: topo.cgroup });
+  ],
+  teardown: () => rmSync(dir, { recursive: true, force: true }),
 });
 
-test.after.always(() => {
-  if (!topo) return;
-  try {
-    unload({ pinDir: topo.pinDir });
-  } catch {
-    /* not loaded */
-  }
-  topo.destroy();
-  rmSync(dir, { recursive: true, force: true });
-});
 
 ktest('sync --xds-file: TCP port redirected, HTTP port kept on the stack, bytes intact', async (t) => {
   const r = cli(['sync', '--xds-file', example, '--pin-dir', topo!.pinDir, ...locality, '-o', 'json'], { env: { MESHBPF_STATE_DIR: join(dir, 'state') } });
