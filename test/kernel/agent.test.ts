@@ -14,6 +14,8 @@ import { openMaps } from '../../src/maps/pinned.js';
 import type { PolicyKey } from '../../src/maps/codecs.js';
 import type { StatusReport } from '../../src/cli/agent.js';
 import type { AgentStatus } from '../../src/agent/agent.js';
+import { FakeAdsServer } from '../../src/xds/testing.js';
+import { TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, type JsonObject } from '../../src/xds/types.js';
 import { cli, delta, kernelUnavailable, sha256, stats, tempDir, transfer, waitFor } from '../helpers/kernel.js';
 import { exampleResources, killAllAgents, metric, service, startAgent, stopAgent, waitReady, writeSnapshot, type AgentProcess } from '../helpers/agent.js';
 
@@ -309,4 +311,52 @@ ktest('SIGTERM exits 0 and leaves programs attached and pins in place; --unload-
   t.false(after.loaded);
   const cg = JSON.parse(execFileSync('bpftool', ['-j', 'cgroup', 'show', topo.cgroup], { encoding: 'utf8' }).trim() || '[]') as Array<{ id: number }>;
   t.false(cg.some((p) => progIds.includes(p.id)), 'our sockops is no longer attached to the cgroup');
+});
+
+ktest('agent over ADS (gRPC): maps follow the control plane, a bad update is NACKed, an outage changes nothing', async (t) => {
+  const topo = node('g');
+  const ads = new FakeAdsServer();
+  const address = await ads.start();
+  t.teardown(() => ads.stop());
+  const a = await startAgent({ cgroup: topo.cgroup, pinDir: topo.pinDir, stateDir, podCidr: `${NET}.0/24`, nodeIp: `${NET}.1`, extra: ['--xds', address] });
+  const res = exampleResources(NET);
+  const ofType = (url: string) => res.filter((r) => r['@type'] === url) as JsonObject[];
+  const wants = (url: string) => (r: { req: JsonObject }) => r.req['type_url'] === url;
+
+  // SotW: CDS (wildcard) -> EDS for the clusters' service names -> LDS
+  const first = await ads.waitFor(wants(TYPE_CLUSTER), { timeoutMs: 20_000 });
+  const md = ((first.req['node'] as JsonObject)['metadata'] as JsonObject)['INSTANCE_IPS'];
+  t.is(md, `${NET}.1`, 'node metadata lists the node IPs');
+  ads.sendSotw(TYPE_CLUSTER, ofType(TYPE_CLUSTER), 'c1');
+  await ads.waitFor(wants(TYPE_ENDPOINT), { timeoutMs: 20_000 });
+  ads.sendSotw(TYPE_ENDPOINT, ofType(TYPE_ENDPOINT), 'e1');
+  await ads.waitFor(wants(TYPE_LISTENER), { timeoutMs: 20_000 });
+  ads.sendSotw(TYPE_LISTENER, ofType(TYPE_LISTENER), 'l1');
+  await waitFor(() => verdict(topo.pinDir, { ip: B4, port: 5432 }) === 'bypass' && verdict(topo.pinDir, { ip: B4, port: 8080 }) === 'proxy', 20_000, 'verdicts from ADS');
+
+  const x = await transfer(topo, tcp(5432));
+  t.is(x.received, x.sent);
+  t.true(metric((await a.get('/metrics')).text, 'meshbpf_redirected_bytes_total')! >= x.bytes, 'redirected through the bypass');
+
+  // A listener with port 0: NACKed with the reason; the maps keep the last good state.
+  const bad = ofType(TYPE_LISTENER).map((l) => JSON.parse(JSON.stringify(l).replace('"port_value":8080', '"port_value":0')) as JsonObject);
+  const from = ads.requests.length;
+  const nonce = ads.sendSotw(TYPE_LISTENER, bad, 'l2');
+  const nack = await ads.waitFor((r) => wants(TYPE_LISTENER)(r) && r.req['response_nonce'] === nonce, { from, timeoutMs: 20_000 });
+  t.truthy(nack.req['error_detail'], 'NACK carries error_detail');
+  t.is(nack.req['version_info'], 'l1', 'NACK names the last good version');
+  t.is(verdict(topo.pinDir, { ip: B4, port: 8080 }), 'proxy', 'maps unchanged by the rejected update');
+
+  // Control plane goes away: the agent reconnects with backoff; the kernel keeps the last good state.
+  await ads.stop();
+  const y = await transfer(topo, tcp(5432));
+  t.is(y.received, y.sent);
+  t.is(verdict(topo.pinDir, { ip: B4, port: 5432 }), 'bypass', 'outage: verdicts kept');
+  let connected: number | undefined = 1;
+  for (let i = 0; i < 100 && connected !== 0; i++) {
+    connected = metric((await a.get('/metrics')).text, 'meshbpf_xds_connected');
+    if (connected !== 0) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.is(connected, 0, 'metrics say the control plane is down');
+  t.is(await stopAgent(a), 0, a.output());
 });
