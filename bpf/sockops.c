@@ -2,10 +2,21 @@
 /*
  * sockops: on every ESTABLISHED TCP socket in the attached cgroup, decide if
  * the connection may be short-circuited and, if so, put the socket into
- * mb_sockets (where sk_msg finds it). Every outcome is counted by reason.
+ * mb_sockets with the key of its peer in its socket storage (where sk_msg
+ * finds it). Every outcome is counted by reason.
  *
- * Eligible: both ends are LOCAL addresses of the same network in mb_endpoints,
- * and mb_policy says BYPASS for the server side. Anything else: normal path.
+ * Direct (no capture): both ends are LOCAL addresses of the same network in
+ * mb_endpoints, and mb_policy says BYPASS for the server side. The peer's key
+ * is ours mirrored.
+ *
+ * Sidecar legs (mb_config says MB_CFG_SIDECAR): Istio's iptables stay in each
+ * captured pod and decide where every connection goes; meshbpf only pairs the
+ * two sockets of one leg, so both sidecars stay in the path. A leg's sockets do
+ * not mirror (REDIRECT rewrote the destination), so the client states which
+ * server socket it expects (mb_legs, keyed by its own address) and the server
+ * is paired only if its own key is exactly that claim. The client side
+ * classifies with the same rules istio-iptables writes (ISTIO_OUTPUT /
+ * ISTIO_INBOUND); the owner (app or proxy uid/gid) comes from the connect hook.
  */
 #include "include/maps.h"
 #include "include/ctx.h"
@@ -21,27 +32,86 @@ static __always_inline const struct mb_endpoint_value *mb_endpoint(const __u32 i
 	return bpf_map_lookup_elem(&mb_endpoints, &k);
 }
 
-static __always_inline void mb_established(struct bpf_sock_ops *skops, int active)
+static __always_inline int mb_is_local(const struct mb_endpoint_value *e)
 {
-	struct mb_sock_key key = {};
-	struct mb_policy_key pk = {};
-	const struct mb_endpoint_value *le, *re;
-	const struct mb_policy_value *pv;
+	return e && (e->flags & MB_EP_LOCAL);
+}
+
+static __always_inline int mb_ip_eq(const __u32 a[4], const __u32 b[4])
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+static __always_inline int mb_key_eq(const struct mb_sock_key *a, const struct mb_sock_key *b)
+{
+	return mb_ip_eq(a->local_ip, b->local_ip) && mb_ip_eq(a->remote_ip, b->remote_ip) &&
+	       a->local_port == b->local_port && a->remote_port == b->remote_port &&
+	       a->netns_cookie == b->netns_cookie;
+}
+
+static __always_inline void mb_mirror(struct mb_sock_key *peer, const struct mb_sock_key *self)
+{
+	__builtin_memcpy(peer->local_ip, self->remote_ip, sizeof(peer->local_ip));
+	__builtin_memcpy(peer->remote_ip, self->local_ip, sizeof(peer->remote_ip));
+	peer->local_port = self->remote_port;
+	peer->remote_port = self->local_port;
+	peer->netns_cookie = self->netns_cookie;
+}
+
+/* Insert the socket under `self`, remembering `peer` for sk_msg. */
+static __always_inline int mb_pair(struct bpf_sock_ops *skops, struct mb_sock_key *self,
+				   const struct mb_sock_key *peer, __u32 leg)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct mb_sk_state *st;
 	long err;
 
-	mb_count(MB_STAT_SOCKOPS_ESTABLISHED, 1);
-	if (MB_FILL_KEY(&key, skops) < 0) {
-		mb_count(MB_STAT_SKIP_FAMILY, 1);
-		return;
+	if (!sk)
+		return -1;
+	st = bpf_sk_storage_get(&mb_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		mb_count(MB_STAT_INSERT_FAILED, 1);
+		return -1;
 	}
+	/* Written before the insert: sk_msg runs only once the socket is in
+	 * mb_sockets, and then finds a complete peer key. */
+	__builtin_memcpy(&st->peer, peer, sizeof(st->peer));
+	st->leg = leg;
+	st->flags |= MB_SKS_PAIRED;
 
-	le = mb_endpoint(key.local_ip);
-	if (!le || !(le->flags & MB_EP_LOCAL)) {
+	/* BPF_NOEXIST: never displace another live socket with the same key. */
+	err = bpf_sock_hash_update(skops, &mb_sockets, self, BPF_NOEXIST);
+	if (err) {
+		st->flags &= ~MB_SKS_PAIRED;
+		if (err == -7 /* -E2BIG: map full */ || err == -12 /* -ENOMEM */)
+			mb_count(MB_STAT_MAP_FULL, 1);
+		else
+			mb_count(MB_STAT_INSERT_FAILED, 1);
+		return -1;
+	}
+	mb_count(MB_STAT_INSERTED, 1);
+	if (leg == MB_LEG_OUTBOUND)
+		mb_count(MB_STAT_LEG_OUTBOUND, 1);
+	else if (leg == MB_LEG_MESH)
+		mb_count(MB_STAT_LEG_MESH, 1);
+	else if (leg == MB_LEG_INBOUND)
+		mb_count(MB_STAT_LEG_INBOUND, 1);
+	return 0;
+}
+
+/* The direct rule (no capture in between): mirror-image keys, verdict BYPASS. */
+static __always_inline void mb_direct(struct bpf_sock_ops *skops, struct mb_sock_key *key, int active,
+				      const struct mb_endpoint_value *le, const struct mb_endpoint_value *re)
+{
+	struct mb_policy_key pk = {};
+	const struct mb_policy_value *pv;
+	struct mb_sock_key peer = {};
+
+	if (!mb_is_local(le)) {
 		mb_count(MB_STAT_SKIP_LOCAL_UNKNOWN, 1);
 		return;
 	}
-	re = mb_endpoint(key.remote_ip);
-	if (!re || !(re->flags & MB_EP_LOCAL)) {
+	if (!mb_is_local(re)) {
 		mb_count(MB_STAT_SKIP_REMOTE_UNKNOWN, 1);
 		return;
 	}
@@ -53,11 +123,11 @@ static __always_inline void mb_established(struct bpf_sock_ops *skops, int activ
 	/* The verdict belongs to the server side: the remote end for the socket
 	 * that connected (active), our own end for the accepted one (passive). */
 	if (active) {
-		__builtin_memcpy(pk.ip, key.remote_ip, sizeof(pk.ip));
-		pk.port = key.remote_port;
+		__builtin_memcpy(pk.ip, key->remote_ip, sizeof(pk.ip));
+		pk.port = key->remote_port;
 	} else {
-		__builtin_memcpy(pk.ip, key.local_ip, sizeof(pk.ip));
-		pk.port = key.local_port;
+		__builtin_memcpy(pk.ip, key->local_ip, sizeof(pk.ip));
+		pk.port = key->local_port;
 	}
 	pv = bpf_map_lookup_elem(&mb_policy, &pk);
 	if (!pv || pv->verdict == MB_VERDICT_NONE) {
@@ -69,25 +139,261 @@ static __always_inline void mb_established(struct bpf_sock_ops *skops, int activ
 		return;
 	}
 
-	if (mb_ip_is_loopback(key.remote_ip)) {
+	if (mb_ip_is_loopback(key->remote_ip)) {
 #ifdef MB_NO_NETNS_COOKIE
 		/* Kernels without bpf_get_netns_cookie here (< 5.15) cannot tell
 		 * two namespaces' 127.0.0.1 apart: never accelerate loopback. */
 		mb_count(MB_STAT_SKIP_LOOPBACK, 1);
 		return;
 #else
-		key.netns_cookie = bpf_get_netns_cookie(skops);
+		key->netns_cookie = bpf_get_netns_cookie(skops);
 #endif
 	}
+	mb_mirror(&peer, key);
+	mb_pair(skops, key, &peer, MB_LEG_DIRECT);
+}
 
-	/* BPF_NOEXIST: never displace another live socket with the same key. */
-	err = bpf_sock_hash_update(skops, &mb_sockets, &key, BPF_NOEXIST);
-	if (err == 0)
-		mb_count(MB_STAT_INSERTED, 1);
-	else if (err == -7 /* -E2BIG: map full */ || err == -12 /* -ENOMEM */)
-		mb_count(MB_STAT_MAP_FULL, 1);
-	else
-		mb_count(MB_STAT_INSERT_FAILED, 1);
+#ifndef MB_NO_NETNS_COOKIE /* sidecar legs need the netns cookie (loopback legs) */
+
+static __always_inline const __u32 *mb_sidecar_pod(const __u32 ip[4])
+{
+	struct mb_endpoint_key k = { .prefixlen = 128 };
+
+	k.ip[0] = ip[0];
+	k.ip[1] = ip[1];
+	k.ip[2] = ip[2];
+	k.ip[3] = ip[3];
+	return bpf_map_lookup_elem(&mb_sidecar, &k);
+}
+
+static __always_inline int mb_port_in(const __u16 ports[MB_CFG_PORTS], __u16 port)
+{
+#pragma unroll
+	for (int i = 0; i < MB_CFG_PORTS; i++)
+		if (ports[i] && ports[i] == port)
+			return 1;
+	return 0;
+}
+
+static __always_inline int mb_is_v4(const __u32 ip[4])
+{
+	return ip[0] == 0 && ip[1] == 0 && ip[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline int mb_is_passthrough(const struct mb_config *c, const __u32 ip[4])
+{
+	if (mb_is_v4(ip))
+		return c->passthrough_v4 && ip[3] == c->passthrough_v4;
+	return mb_ip_eq(ip, c->passthrough_v6) && (ip[3] | ip[2] | ip[1] | ip[0]);
+}
+
+/*
+ * Client side: which server socket will this connection reach? Returns the
+ * leg (and fills *claim), MB_LEG_NONE for "not a captured leg: use the direct
+ * rule", or -1 for "a captured pod, but the owner is unknown: never guess".
+ */
+static __always_inline int mb_client_leg(const struct mb_config *c, const struct mb_sock_key *k, __u32 owner,
+					 __u64 netns, const struct mb_endpoint_value *le,
+					 const struct mb_endpoint_value *re, struct mb_sock_key *claim)
+{
+	int src_captured = mb_is_local(le) && mb_sidecar_pod(k->local_ip) != 0;
+	int dst_captured = mb_is_local(re) && mb_sidecar_pod(k->remote_ip) != 0;
+	int to_self = mb_ip_eq(k->local_ip, k->remote_ip);
+
+	/* ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN: the sidecar's inbound
+	 * passthrough reaches its own app directly, inside the pod (loopback). */
+	if (mb_is_passthrough(c, k->local_ip)) {
+		if (!dst_captured || owner != MB_SKS_PROXY)
+			return MB_LEG_NONE;
+		claim->netns_cookie = netns;
+		__builtin_memcpy(claim->local_ip, k->remote_ip, sizeof(claim->local_ip));
+		__builtin_memcpy(claim->remote_ip, k->local_ip, sizeof(claim->remote_ip));
+		claim->local_port = k->remote_port;
+		claim->remote_port = k->local_port;
+		return MB_LEG_INBOUND;
+	}
+	if (src_captured) {
+		if (owner == 0)
+			return -1;
+		if (owner == MB_SKS_APP) {
+			/* -o lo ! --uid-owner 1337 -j RETURN and -d 127.0.0.1 -j RETURN:
+			 * the pod's own addresses and loopback are not captured. */
+			if (to_self || mb_ip_is_loopback(k->remote_ip) || mb_port_in(c->outbound_exclude, k->remote_port))
+				return MB_LEG_NONE;
+			/* ISTIO_REDIRECT: REDIRECT --to-ports 15001; locally generated
+			 * packets go to 127.0.0.1 (::1 for IPv6), inside this pod. */
+			claim->local_ip[0] = 0;
+			claim->local_ip[1] = 0;
+			if (mb_is_v4(k->local_ip)) {
+				claim->local_ip[2] = bpf_htonl(0x0000ffff);
+				claim->local_ip[3] = bpf_htonl(0x7f000001);
+			} else {
+				claim->local_ip[2] = 0;
+				claim->local_ip[3] = bpf_htonl(1);
+			}
+			claim->local_port = c->outbound_port;
+			__builtin_memcpy(claim->remote_ip, k->local_ip, sizeof(claim->remote_ip));
+			claim->remote_port = k->local_port;
+			claim->netns_cookie = netns;
+			return MB_LEG_OUTBOUND;
+		}
+		/* --uid-owner 1337 -j RETURN: the proxy's own connections leave
+		 * the pod uncaptured (the -o lo variants are not legs). */
+		if (to_self)
+			return MB_LEG_NONE;
+	}
+	if (!mb_is_local(le) || !mb_is_local(re) || le->network_id != re->network_id || to_self)
+		return MB_LEG_NONE;
+	if (dst_captured) {
+		/* ISTIO_INBOUND: every port but the excluded ones is REDIRECTed to
+		 * 15006 on the destination pod's address (incoming packets keep it). */
+		if (mb_port_in(c->inbound_exclude, k->remote_port))
+			return MB_LEG_NONE;
+		__builtin_memcpy(claim->local_ip, k->remote_ip, sizeof(claim->local_ip));
+		claim->local_port = c->inbound_port;
+		__builtin_memcpy(claim->remote_ip, k->local_ip, sizeof(claim->remote_ip));
+		claim->remote_port = k->local_port;
+		claim->netns_cookie = 0;
+		return MB_LEG_MESH;
+	}
+	if (src_captured && owner == MB_SKS_PROXY) {
+		/* The sidecar's upstream connection to a local pod without a
+		 * sidecar: the flow already went through the sidecar's L7. */
+		__builtin_memcpy(claim->local_ip, k->remote_ip, sizeof(claim->local_ip));
+		__builtin_memcpy(claim->remote_ip, k->local_ip, sizeof(claim->remote_ip));
+		claim->local_port = k->remote_port;
+		claim->remote_port = k->local_port;
+		claim->netns_cookie = 0;
+		return MB_LEG_MESH;
+	}
+	return MB_LEG_NONE;
+}
+
+/* Returns 1 when the socket was handled as a sidecar leg (paired or not). */
+static __always_inline int mb_sidecar_active(struct bpf_sock_ops *skops, const struct mb_config *c,
+					     struct mb_sock_key *key, const struct mb_endpoint_value *le,
+					     const struct mb_endpoint_value *re)
+{
+	struct mb_leg_value v = {};
+	struct mb_policy_key me = {};
+	struct mb_sk_state *st = 0;
+	struct mb_leg_value *old;
+	__u32 owner = 0;
+	__u64 netns;
+	int leg;
+	long err;
+
+	if (skops->sk)
+		st = bpf_sk_storage_get(&mb_sk_state, skops->sk, 0, 0);
+	if (st)
+		owner = st->flags & (MB_SKS_APP | MB_SKS_PROXY);
+	netns = bpf_get_netns_cookie(skops);
+	leg = mb_client_leg(c, key, owner, netns, le, re, &v.claim);
+	if (leg < 0) {
+		mb_count(MB_STAT_SKIP_SIDECAR_OWNER, 1);
+		return 1;
+	}
+	if (leg == MB_LEG_NONE)
+		return 0;
+
+	/* The client's own key: the netns cookie when its leg stays in the pod. */
+	if (v.claim.netns_cookie)
+		key->netns_cookie = netns;
+	__builtin_memcpy(&v.client, key, sizeof(v.client));
+	v.cookie = bpf_get_socket_cookie(skops);
+	v.leg = leg;
+	__builtin_memcpy(me.ip, key->local_ip, sizeof(me.ip));
+	me.port = key->local_port;
+	err = bpf_map_update_elem(&mb_legs, &me, &v, BPF_NOEXIST);
+	if (err == -17 /* -EEXIST */) {
+		/* Another live client has this address: its server and ours cannot
+		 * be told apart. Poison the claim so neither server pairs. */
+		old = bpf_map_lookup_elem(&mb_legs, &me);
+		if (old)
+			old->flags |= MB_LEG_POISONED; /* only ever set: a lost race still poisons */
+		mb_count(MB_STAT_SKIP_SIDECAR_AMBIGUOUS, 1);
+		return 1;
+	}
+	if (err) {
+		mb_count(MB_STAT_SIDECAR_TABLE_FULL, 1);
+		return 1;
+	}
+	/* Remove the claim when this socket closes. */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	if (mb_pair(skops, key, &v.claim, leg) < 0)
+		bpf_map_delete_elem(&mb_legs, &me);
+	return 1;
+}
+
+/* Server side: pair only if our client claimed exactly this socket. */
+static __always_inline int mb_sidecar_passive(struct bpf_sock_ops *skops, struct mb_sock_key *key)
+{
+	struct mb_policy_key client = {};
+	struct mb_leg_value *v;
+	struct mb_sock_key peer;
+	__u32 leg;
+
+	__builtin_memcpy(client.ip, key->remote_ip, sizeof(client.ip));
+	client.port = key->remote_port;
+	v = bpf_map_lookup_elem(&mb_legs, &client);
+	if (!v)
+		return 0;
+	if (v->flags & MB_LEG_POISONED) {
+		mb_count(MB_STAT_SKIP_SIDECAR_AMBIGUOUS, 1);
+		return 1;
+	}
+	/* A claim with a netns cookie is a leg inside one pod: ours must match. */
+	if (v->claim.netns_cookie)
+		key->netns_cookie = bpf_get_netns_cookie(skops);
+	if (!mb_key_eq(&v->claim, key)) {
+		key->netns_cookie = 0;
+		mb_count(MB_STAT_SKIP_SIDECAR_UNMATCHED, 1);
+		return 1;
+	}
+	__builtin_memcpy(&peer, &v->client, sizeof(peer));
+	leg = v->leg;
+	mb_pair(skops, key, &peer, leg);
+	return 1;
+}
+
+static __always_inline void mb_closed(struct bpf_sock_ops *skops)
+{
+	struct mb_sock_key key = {};
+	struct mb_policy_key me = {};
+	struct mb_leg_value *v;
+
+	if (MB_FILL_KEY(&key, skops) < 0)
+		return;
+	__builtin_memcpy(me.ip, key.local_ip, sizeof(me.ip));
+	me.port = key.local_port;
+	v = bpf_map_lookup_elem(&mb_legs, &me);
+	if (v && v->cookie == bpf_get_socket_cookie(skops))
+		bpf_map_delete_elem(&mb_legs, &me);
+}
+#endif /* MB_NO_NETNS_COOKIE */
+
+static __always_inline void mb_established(struct bpf_sock_ops *skops, int active)
+{
+	struct mb_sock_key key = {};
+	const struct mb_endpoint_value *le, *re;
+	const struct mb_config *c;
+
+	mb_count(MB_STAT_SOCKOPS_ESTABLISHED, 1);
+	if (MB_FILL_KEY(&key, skops) < 0) {
+		mb_count(MB_STAT_SKIP_FAMILY, 1);
+		return;
+	}
+	le = mb_endpoint(key.local_ip);
+	re = mb_endpoint(key.remote_ip);
+
+	c = mb_cfg();
+	if (c && (c->flags & MB_CFG_SIDECAR)) {
+#ifndef MB_NO_NETNS_COOKIE
+		if (active ? mb_sidecar_active(skops, c, &key, le, re) : mb_sidecar_passive(skops, &key))
+			return;
+#endif
+	}
+	mb_direct(skops, &key, active, le, re);
 }
 
 SEC("sockops")
@@ -100,6 +406,12 @@ int mb_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		mb_established(skops, 0);
 		break;
+#ifndef MB_NO_NETNS_COOKIE
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] == BPF_TCP_CLOSE)
+			mb_closed(skops);
+		break;
+#endif
 	}
 	return 1; /* sockops: 1 = continue; never affects the connection */
 }

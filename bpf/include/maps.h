@@ -41,16 +41,51 @@ struct {
 	__type(value, __u64);
 } mb_stats SEC(".maps");
 
-/* Per-socket state, freed with the socket. Present = this socket once sent a
- * message through the stack (peer missing); from then on it never redirects,
- * because the receiver reads redirected data (its psock queue) before data
- * still in its TCP receive queue, and a later redirect could overtake it. */
+/* Per-socket state, freed with the socket: the peer's key (computed once by
+ * sockops, so sk_msg builds no key per message), the leg, the owner mark from
+ * the connect hook, and FELL_BACK: this socket once sent through the stack
+ * (peer missing); from then on it never redirects, because the receiver reads
+ * redirected data (its psock queue) before data still in its TCP receive
+ * queue, and a later redirect could overtake it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for socket storage */
 	__type(key, int);
-	__type(value, __u32);
+	__type(value, struct mb_sk_state);
 } mb_sk_state SEC(".maps");
+
+/* Sidecar settings; one entry, all zero (= sidecar pairing off) until the
+ * agent writes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mb_config);
+} mb_config SEC(".maps");
+
+/* Local addresses (or pod CIDRs) whose pods run a sidecar with Istio's capture. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mb_endpoint_key);
+	__type(value, __u32);
+} mb_sidecar SEC(".maps");
+
+/* Client claims of captured legs (see struct mb_leg_value). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct mb_policy_key);
+	__type(value, struct mb_leg_value);
+} mb_legs SEC(".maps");
+
+static __always_inline const struct mb_config *mb_cfg(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&mb_config, &zero);
+}
 
 static __always_inline void mb_count(__u32 idx, __u64 n)
 {

@@ -92,8 +92,84 @@ enum mb_stat {
 	MB_STAT_PEER_MISSING_BYTES,
 	MB_STAT_SKIP_LOOPBACK,           /* loopback, but no netns cookie helper to isolate it */
 	MB_STAT_SOCKETS_FELL_BACK,       /* sockets pinned to the stack after their first peer miss */
+	/* Sidecar legs (Istio capture kept, both ends of one leg paired). Each
+	 * counts sockets inserted, once per end. */
+	MB_STAT_LEG_OUTBOUND,            /* app <-> its sidecar's outbound capture port (15001) */
+	MB_STAT_LEG_MESH,                /* to/from a sidecar's inbound capture port (15006), or sidecar -> plain pod */
+	MB_STAT_LEG_INBOUND,             /* sidecar (from 127.0.0.6 / ::6) <-> its app */
+	MB_STAT_SKIP_SIDECAR_OWNER,      /* socket in a captured pod whose owner (app/proxy) is unknown */
+	MB_STAT_SKIP_SIDECAR_AMBIGUOUS,  /* two live sockets share the client address: never guess */
+	MB_STAT_SKIP_SIDECAR_UNMATCHED,  /* server whose client claimed another server socket */
+	MB_STAT_SIDECAR_TABLE_FULL,      /* mb_legs full: the leg keeps the stack */
 	MB_STAT_MAX,
 };
 #define MB_STAT_SLOTS 32
+
+/*
+ * Sidecar capture (Istio's istio-iptables rules stay in every captured pod;
+ * meshbpf never changes where a connection goes, it only pairs the two
+ * sockets of one captured leg). mb_config[0] holds the settings, mb_sidecar
+ * (LPM trie, same key as mb_endpoints) the local addresses whose pod has them.
+ */
+#define MB_CFG_SIDECAR (1u << 0) /* sidecar pairing on */
+#define MB_CFG_PORTS 8
+
+struct mb_config {
+	__u32 flags;               /* MB_CFG_* */
+	__u32 proxy_uid;           /* istio-proxy's uid (1337): exempt from capture */
+	__u32 proxy_gid;
+	__u16 outbound_port;       /* network order: REDIRECT target for outbound (15001) */
+	__u16 inbound_port;        /* network order: REDIRECT target for inbound (15006) */
+	__u32 passthrough_v4;      /* network order: inbound passthrough source (127.0.0.6) */
+	__u32 passthrough_v6[4];   /* ::6 */
+	__u16 inbound_exclude[MB_CFG_PORTS];  /* network order, 0 = unused (15008 15090 15021 15020) */
+	__u16 outbound_exclude[MB_CFG_PORTS]; /* network order, 0 = unused */
+};
+#define MB_CONFIG_SIZE 68
+
+/*
+ * mb_legs (HASH): key = a client socket's own address (struct mb_policy_key
+ * layout: ip, port), value = which server socket that client expects at the
+ * other end of its captured leg. The server confirms at its PASSIVE_ESTABLISHED
+ * (which always follows its client's ACTIVE_ESTABLISHED): only a server whose
+ * own key equals the claim is paired. Two live clients with one address (NAT
+ * may remap the later one's port on the wire) poison the entry: nobody pairs.
+ */
+#define MB_LEG_POISONED (1u << 0)
+
+enum mb_leg {
+	MB_LEG_NONE = 0,
+	MB_LEG_OUTBOUND = 1,
+	MB_LEG_MESH = 2,
+	MB_LEG_INBOUND = 3,
+	MB_LEG_DIRECT = 4, /* no capture: mirror-image keys, verdict BYPASS */
+};
+
+struct mb_leg_value {
+	struct mb_sock_key client; /* the client's key in mb_sockets */
+	struct mb_sock_key claim;  /* the server socket's key the client expects */
+	__u64 cookie;              /* client socket cookie: only the owner removes it */
+	__u32 flags;               /* MB_LEG_POISONED */
+	__u32 leg;                 /* enum mb_leg */
+};
+#define MB_LEG_VALUE_SIZE 112
+
+/* mb_sk_state (SK_STORAGE) value: per-socket state, freed with the socket. */
+#define MB_SKS_FELL_BACK (1u << 0) /* sent through the stack once: never redirect again */
+#define MB_SKS_PAIRED (1u << 1)    /* peer below is valid; the socket is in mb_sockets */
+#define MB_SKS_APP (1u << 2)       /* connect() by a non-proxy uid/gid (cgroup/connect hook) */
+#define MB_SKS_PROXY (1u << 3)     /* connect() by the proxy uid/gid */
+
+struct mb_sk_state {
+	__u32 flags; /* MB_SKS_* */
+	__u32 leg;   /* enum mb_leg */
+	struct mb_sock_key peer; /* the other end's key in mb_sockets */
+};
+#define MB_SK_STATE_SIZE 56
+
+_Static_assert(sizeof(struct mb_sock_key) == MB_SOCK_KEY_SIZE, "mb_sock_key");
+_Static_assert(sizeof(struct mb_config) == MB_CONFIG_SIZE, "mb_config");
+_Static_assert(sizeof(struct mb_leg_value) == MB_LEG_VALUE_SIZE, "mb_leg_value");
+_Static_assert(sizeof(struct mb_sk_state) == MB_SK_STATE_SIZE, "mb_sk_state");
 
 #endif /* MESHBPF_H */

@@ -19,6 +19,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { child } from '../log.js';
 import { AgentMetrics } from './metrics.js';
+import { applySidecar, type SidecarSettings } from '../maps/sidecar.js';
 import { startServer } from './server.js';
 import type { Stats } from '../maps/codecs.js';
 
@@ -27,6 +28,8 @@ const log = child('agent');
 export interface AgentOptions extends LoadOptions {
   pinDir: string;
   locality: Locality;
+  /** sidecar pairing settings; undefined = pairing off */
+  sidecar?: SidecarSettings;
   /** builds the xDS source; the agent hands it the validator (compile once, NACK on problems) */
   source: (validate: SnapshotValidator) => XdsSource;
   /** host:port for metrics/health/debug; '' disables the server */
@@ -101,6 +104,8 @@ export class Agent {
     this.loadResult = load(this.opts);
     log.info({ pinDir: this.opts.pinDir, cgroup: this.loadResult.cgroup.path, adopted: this.loadResult.upgraded }, this.loadResult.upgraded ? 'adopted pinned meshbpf' : 'loaded meshbpf');
     this.maps = openMaps(this.opts.pinDir);
+    const sc = applySidecar(this.maps, this.opts.sidecar);
+    if (this.opts.sidecar) log.info({ captured: this.opts.sidecar.cidrs, ...this.opts.sidecar.config }, `sidecar pairing on for ${sc.captured} captured prefixes`);
     this.lastMapFull = readStats(this.maps.stats).sockets_map_full;
 
     const src = this.source;

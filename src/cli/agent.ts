@@ -18,7 +18,7 @@ import { stateDir } from '../maps/state.js';
 import { formatRows } from '../maps/dump.js';
 import { PROJECT_ROOT } from '../paths.js';
 import { log, setLogLevel } from '../log.js';
-import { addLocalityOptions, localityFrom } from './locality.js';
+import { addLocalityOptions, localityFrom, sidecarFrom } from './locality.js';
 import { intArg, json, outputOption, pinDirOption, print } from './common.js';
 
 export const EXAMPLE_SNAPSHOT = join(PROJECT_ROOT, 'examples', 'snapshot.yaml');
@@ -86,6 +86,7 @@ Examples:
         maxEndpoints: o.maxEndpoints,
         maxPolicies: o.maxPolicies,
         locality,
+        ...(sidecarFrom(o) ? { sidecar: sidecarFrom(o)! } : {}),
         source,
         listen: o.listen,
         unloadOnExit: !!o.unloadOnExit,

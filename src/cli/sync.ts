@@ -6,7 +6,8 @@ import { openMaps } from '../maps/pinned.js';
 import { syncMaps } from '../maps/sync.js';
 import { writeRules } from '../maps/state.js';
 import { UserError } from '../loader/errors.js';
-import { addLocalityOptions, localityFrom } from './locality.js';
+import { addLocalityOptions, localityFrom, sidecarFrom } from './locality.js';
+import { applySidecar } from '../maps/sidecar.js';
 import { json, outputOption, pinDirOption, print } from './common.js';
 
 export function registerSync(program: Command): void {
@@ -21,6 +22,7 @@ export function registerSync(program: Command): void {
     .addHelpText('after', '\nExamples:\n  meshbpf sync --xds-file examples/snapshot.yaml --pod-cidr 198.18.0.0/24\n  istioctl proxy-config all POD -o json > dump.json && meshbpf sync --xds-file dump.json --pod-cidr 10.244.1.0/24 --pod-cidr fd00:10:244:1::/64')
     .action((o) => {
       const locality = localityFrom(o);
+      const sidecar = sidecarFrom(o);
       let snapshot;
       try {
         snapshot = loadSnapshotFile(o.xdsFile).snapshot;
@@ -35,6 +37,7 @@ export function registerSync(program: Command): void {
       const maps = openMaps(o.pinDir);
       try {
         const r = syncMaps(maps, desired);
+        const sc = applySidecar(maps, sidecar);
         writeRules(o.pinDir, desired.rules);
         const summary = {
           endpoints: r.counts.endpoints,
@@ -43,10 +46,11 @@ export function registerSync(program: Command): void {
           skipped: desired.skipped.length,
           ms: Math.round(r.ms.total * 10) / 10,
           locality,
+          sidecar: sidecar ? { captured: sc.captured, ...sidecar.config } : null,
         };
         if (o.output === 'json') return print(json(summary));
         const c = (x: { added: number; changed: number; removed: number; unchanged: number }) => `+${x.added} ~${x.changed} -${x.removed} (=${x.unchanged})`;
-        print(`synced ${o.xdsFile} in ${summary.ms} ms: endpoints ${c(r.counts.endpoints)}, policies ${c(r.counts.policies)}; ${summary.verdicts.bypass} bypass, ${summary.verdicts.proxy} proxy verdicts; ${summary.skipped} endpoints skipped`);
+        print(`synced ${o.xdsFile} in ${summary.ms} ms: endpoints ${c(r.counts.endpoints)}, policies ${c(r.counts.policies)}; ${summary.verdicts.bypass} bypass, ${summary.verdicts.proxy} proxy verdicts; ${summary.skipped} endpoints skipped; sidecar pairing ${sidecar ? `on for ${sc.captured} captured prefixes` : 'off'}`);
       } finally {
         maps.close();
       }

@@ -10,7 +10,7 @@ import { child } from '../log.js';
 const log = child('compile');
 
 /** One object per hook: bpf/<name>.c -> build/bpf/<name>.o */
-export const BPF_OBJECTS = ['sockops', 'sk_msg'] as const;
+export const BPF_OBJECTS = ['sockops', 'sk_msg', 'connect'] as const;
 
 function multiarchInclude(): string[] {
   const triple = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';

@@ -29,7 +29,7 @@ import {
   type ObjHandle,
   type ProgHandle,
 } from '../sys/libbpf.js';
-import { DEFAULT_PIN_DIR, MAP_NAMES, PINNED_MAPS, pinPaths, PROG_NAMES } from '../maps/pinned.js';
+import { CGROUP_LINKS, DEFAULT_PIN_DIR, MAP_NAMES, PINNED_MAPS, pinPaths, PROG_NAMES } from '../maps/pinned.js';
 import { compileAll } from './compile.js';
 import { probeFeatures, requireFeatures } from './features.js';
 import { checkPrivileges, chooseCgroup, ensureBpffs, type CgroupChoice } from './preflight.js';
@@ -206,9 +206,11 @@ export function load(opts: LoadOptions = {}): LoadResult {
     progAttach(skmsgFd, socketsFd, AttachType.SK_MSG_VERDICT);
     if (!upgraded) undo.add(() => progDetach(skmsgFd, socketsFd, AttachType.SK_MSG_VERDICT));
 
-    // sockops on the cgroup through a pinned bpf_link (multi-program: other
-    // cgroup BPF users keep working). An existing link is updated atomically.
-    const linkId = attachSockops(p.sockopsLink, findProg('mb_sockops'), cgroup, undo);
+    // The cgroup programs through pinned bpf_links (multi-program: other
+    // cgroup BPF users keep working); existing links are updated atomically.
+    // Connect hooks first: sockops must never see a socket they missed.
+    let linkId = 0;
+    for (const l of CGROUP_LINKS) linkId = attachCgroupLink(p.link(l.link), findProg(l.prog), cgroup, undo);
 
     // Program pins (for status and unload); replace earlier ones.
     for (const name of PROG_NAMES) {
@@ -238,17 +240,17 @@ export function load(opts: LoadOptions = {}): LoadResult {
   }
 }
 
-function attachSockops(linkPin: string, sockops: { fd: number; handle: ProgHandle }, cgroup: CgroupChoice, undo: Cleanup): number {
+function attachCgroupLink(linkPin: string, prog: { fd: number; handle: ProgHandle }, cgroup: CgroupChoice, undo: Cleanup): number {
   if (existsSync(linkPin)) {
     const lfd = objGet(linkPin);
     try {
       const info = linkInfo(lfd);
       if (info.cgroupId === cgroup.id) {
-        linkUpdate(lfd, sockops.fd);
+        linkUpdate(lfd, prog.fd);
         return info.id;
       }
       // Attached elsewhere (or its cgroup is gone): detach it, attach anew below.
-      log.warn({ cgroup: cgroup.path }, 'sockops link pointed at another cgroup; moving it');
+      log.warn({ cgroup: cgroup.path, link: linkPin }, 'link pointed at another cgroup; moving it');
       try {
         linkDetach(lfd);
       } catch (e) {
@@ -261,7 +263,7 @@ function attachSockops(linkPin: string, sockops: { fd: number; handle: ProgHandl
   }
   const cgFd = openSync(cgroup.path, 'r');
   try {
-    const l = progApi.attachCgroup(sockops.handle, cgFd);
+    const l = progApi.attachCgroup(prog.handle, cgFd);
     try {
       linkApi.pin(l, linkPin);
       undo.add(() => {
@@ -313,8 +315,11 @@ export function unload(opts: { pinDir?: string } = {}): UnloadResult {
   if (!existsSync(p.root)) throw new UserError(`nothing to unload: ${pinDir} does not exist`);
   const removed: string[] = [];
 
-  if (existsSync(p.sockopsLink)) {
-    const fd = objGet(p.sockopsLink);
+  // sockops first, then the connect hooks (the reverse of the attach order).
+  for (const l of [...CGROUP_LINKS].reverse()) {
+    const path = p.link(l.link);
+    if (!existsSync(path)) continue;
+    const fd = objGet(path);
     try {
       linkDetach(fd); // detach now, even if another process holds the link
     } catch (e) {
@@ -322,8 +327,8 @@ export function unload(opts: { pinDir?: string } = {}): UnloadResult {
     } finally {
       closeFd(fd);
     }
-    unlinkSync(p.sockopsLink);
-    removed.push(p.sockopsLink);
+    unlinkSync(path);
+    removed.push(path);
   }
 
   if (existsSync(p.prog('mb_sk_msg')) && existsSync(p.map('mb_sockets'))) {

@@ -16,6 +16,9 @@ export const MB_ENDPOINT_VALUE_SIZE = 16;
 export const MB_POLICY_KEY_SIZE = 20;
 export const MB_POLICY_VALUE_SIZE = 8;
 export const MB_STAT_SLOTS = 32;
+export const MB_CONFIG_SIZE = 68;
+export const MB_LEG_VALUE_SIZE = 112;
+export const MB_CFG_PORTS = 8;
 
 export const u32Host: Codec<number> = {
   size: 4,
@@ -173,6 +176,106 @@ export const STAT_NAMES = [
   'peer_missing_bytes',
   'skip_loopback_no_cookie',
   'sockets_fell_back',
+  'leg_outbound',
+  'leg_mesh',
+  'leg_inbound',
+  'skip_sidecar_owner',
+  'skip_sidecar_ambiguous',
+  'skip_sidecar_unmatched',
+  'sidecar_table_full',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type Stats = Record<StatName, bigint>;
+
+// ---- sidecar pairing: mb_config, mb_sidecar, mb_legs ----
+export const CFG_SIDECAR = 1 << 0;
+
+/** Istio's capture conventions (istio-iptables / the sidecar injector's defaults). */
+export interface SidecarConfig {
+  enabled: boolean;
+  proxyUid: number;
+  proxyGid: number;
+  outboundPort: number; // ISTIO_REDIRECT --to-ports
+  inboundPort: number; // ISTIO_IN_REDIRECT --to-ports
+  passthroughV4: string; // inbound passthrough source
+  passthroughV6: string;
+  inboundExclude: number[]; // ISTIO_INBOUND ... --dport P -j RETURN
+  outboundExclude: number[]; // ISTIO_OUTPUT ... --dport P -j RETURN
+}
+
+function portList(b: Buffer, o: number, ports: number[], what: string): void {
+  if (ports.length > MB_CFG_PORTS) throw new RangeError(`at most ${MB_CFG_PORTS} ${what} ports (got ${ports.length})`);
+  for (let i = 0; i < MB_CFG_PORTS; i++) b.writeUInt16BE(ports[i] ?? 0, o + 2 * i);
+}
+
+function readPorts(b: Buffer, o: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < MB_CFG_PORTS; i++) {
+    const p = b.readUInt16BE(o + 2 * i);
+    if (p) out.push(p);
+  }
+  return out;
+}
+
+export const sidecarConfig: Codec<SidecarConfig> = {
+  size: MB_CONFIG_SIZE,
+  encode(b, o, v) {
+    b.fill(0, o, o + MB_CONFIG_SIZE);
+    b.writeUInt32LE(v.enabled ? CFG_SIDECAR : 0, o);
+    b.writeUInt32LE(v.proxyUid >>> 0, o + 4);
+    b.writeUInt32LE(v.proxyGid >>> 0, o + 8);
+    portNet.encode(b, o + 12, v.outboundPort);
+    portNet.encode(b, o + 14, v.inboundPort);
+    const v4 = Buffer.alloc(16);
+    parseIpInto(v.passthroughV4, v4, 0);
+    v4.copy(b, o + 16, 12, 16); // the network-order u32 of ::ffff:a.b.c.d
+    parseIpInto(v.passthroughV6, b, o + 20);
+    portList(b, o + 36, v.inboundExclude, 'inbound exclude');
+    portList(b, o + 52, v.outboundExclude, 'outbound exclude');
+  },
+  decode(b, o) {
+    const v4 = Buffer.alloc(16);
+    v4.writeUInt16BE(0xffff, 10);
+    b.copy(v4, 12, o + 16, o + 20);
+    return {
+      enabled: (b.readUInt32LE(o) & CFG_SIDECAR) !== 0,
+      proxyUid: b.readUInt32LE(o + 4),
+      proxyGid: b.readUInt32LE(o + 8),
+      outboundPort: portNet.decode(b, o + 12),
+      inboundPort: portNet.decode(b, o + 14),
+      passthroughV4: formatIp(v4),
+      passthroughV6: formatIp(b.subarray(o + 20, o + 36)),
+      inboundExclude: readPorts(b, o + 36),
+      outboundExclude: readPorts(b, o + 52),
+    };
+  },
+};
+
+export const LEG_NAMES = ['none', 'outbound', 'mesh', 'inbound', 'direct'] as const;
+export type LegName = (typeof LEG_NAMES)[number];
+
+export interface LegValue {
+  client: SockKey;
+  claim: SockKey;
+  cookie: bigint;
+  poisoned: boolean;
+  leg: LegName;
+}
+
+export const legValue: Codec<LegValue> = {
+  size: MB_LEG_VALUE_SIZE,
+  encode(b, o, v) {
+    sockKey.encode(b, o, v.client);
+    sockKey.encode(b, o + 48, v.claim);
+    b.writeBigUInt64LE(v.cookie, o + 96);
+    b.writeUInt32LE(v.poisoned ? 1 : 0, o + 104);
+    b.writeUInt32LE(Math.max(0, LEG_NAMES.indexOf(v.leg)), o + 108);
+  },
+  decode: (b, o) => ({
+    client: sockKey.decode(b, o),
+    claim: sockKey.decode(b, o + 48),
+    cookie: b.readBigUInt64LE(o + 96),
+    poisoned: (b.readUInt32LE(o + 104) & 1) !== 0,
+    leg: LEG_NAMES[b.readUInt32LE(o + 108)] ?? 'none',
+  }),
+};

@@ -2,7 +2,7 @@
 // { "<map name>": [ { "key": ..., "value": ... } ] }, mb_stats as
 // { key: "<counter>", value: <sum over CPUs> }.
 import { readStats, type MapName, type MeshMaps } from './pinned.js';
-import { STAT_NAMES } from './codecs.js';
+import { STAT_NAMES, type SockKey } from './codecs.js';
 import { mapLookup } from '../sys/libbpf.js';
 
 export type DumpEntry = { key: unknown; value: unknown };
@@ -37,7 +37,22 @@ export function dumpMap(maps: MeshMaps, name: MapName): DumpEntry[] {
       const s = readStats(maps.stats);
       return STAT_NAMES.map((n) => ({ key: n, value: Number(s[n]) }));
     }
+    case 'mb_config': {
+      const c = maps.config.get(0);
+      return c ? [{ key: 0, value: c }] : [];
+    }
+    case 'mb_sidecar':
+      return [...maps.sidecar.entries()].map(([k]) => ({ key: k, value: { captured: true } })).sort((a, b) => String(a.key).localeCompare(String(b.key)));
+    case 'mb_legs':
+      return [...maps.legs.entries()].map(([k, v]) => ({
+        key: k,
+        value: { leg: v.leg, poisoned: v.poisoned, client: strKey(v.client), claim: strKey(v.claim), socketCookie: v.cookie.toString() },
+      }));
   }
+}
+
+function strKey(k: SockKey): Omit<SockKey, 'netnsCookie'> & { netnsCookie: string } {
+  return { ...k, netnsCookie: k.netnsCookie.toString() };
 }
 
 export function renderTable(name: MapName, entries: DumpEntry[]): string {
@@ -70,6 +85,21 @@ export function renderTable(name: MapName, entries: DumpEntry[]): string {
     case 'mb_stats':
       rows.push(['COUNTER', 'VALUE']);
       for (const e of entries) rows.push([String(e.key), String(e.value)]);
+      break;
+    case 'mb_config':
+      rows.push(['SETTING', 'VALUE']);
+      for (const e of entries) for (const [k, v] of Object.entries(e.value as object)) rows.push([k, Array.isArray(v) ? v.join(',') || '-' : String(v)]);
+      break;
+    case 'mb_sidecar':
+      rows.push(['CAPTURED PREFIX']);
+      for (const e of entries) rows.push([String(e.key)]);
+      break;
+    case 'mb_legs':
+      rows.push(['CLIENT', 'LEG', 'EXPECTS SERVER', 'STATE']);
+      for (const e of entries) {
+        const v = e.value as { leg: string; poisoned: boolean; client: { localIp: string; localPort: number; remoteIp: string; remotePort: number }; claim: { localIp: string; localPort: number; netnsCookie: string } };
+        rows.push([`${hostPort(v.client.localIp, v.client.localPort)} -> ${hostPort(v.client.remoteIp, v.client.remotePort)}`, v.leg, `${hostPort(v.claim.localIp, v.claim.localPort)}${v.claim.netnsCookie !== '0' ? ' (in pod)' : ''}`, v.poisoned ? 'ambiguous' : 'ok']);
+      }
       break;
   }
   return formatRows(rows);

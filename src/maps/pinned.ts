@@ -5,6 +5,11 @@ import { join } from 'node:path';
 import { objGet } from '../sys/libbpf.js';
 import { BpfMap, PerCpuCounters } from './map.js';
 import {
+  legValue,
+  sidecarConfig,
+  u32Host,
+  type LegValue,
+  type SidecarConfig,
   endpointKey,
   endpointValue,
   policyKey,
@@ -22,12 +27,23 @@ import {
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/meshbpf';
 
 /** The maps users read and the sync writes. */
-export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats'] as const;
+export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats', 'mb_config', 'mb_sidecar', 'mb_legs'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 /** Every map meshbpf pins: MAP_NAMES plus internal ones (socket storage). */
 export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state'] as const;
 
-export const PROG_NAMES = ['mb_sockops', 'mb_sk_msg'] as const;
+export const PROG_NAMES = ['mb_sockops', 'mb_sk_msg', 'mb_connect4', 'mb_connect6'] as const;
+
+/**
+ * Programs attached to the cgroup through pinned bpf_links, in attach order:
+ * the connect hooks (owner marks) before sockops, so no socket reaches sockops
+ * unmarked while sidecar pairing is on; unload detaches in reverse.
+ */
+export const CGROUP_LINKS = [
+  { prog: 'mb_connect4', link: 'mb_connect4_cgroup' },
+  { prog: 'mb_connect6', link: 'mb_connect6_cgroup' },
+  { prog: 'mb_sockops', link: 'mb_sockops_cgroup' },
+] as const;
 
 export function pinPaths(pinDir: string) {
   return {
@@ -38,6 +54,7 @@ export function pinPaths(pinDir: string) {
     map: (name: string) => join(pinDir, 'maps', name),
     prog: (name: string) => join(pinDir, 'progs', name),
     sockopsLink: join(pinDir, 'links', 'mb_sockops_cgroup'),
+    link: (name: string) => join(pinDir, 'links', name),
   };
 }
 
@@ -46,6 +63,12 @@ export interface MeshMaps {
   endpoints: BpfMap<string, EndpointValue>;
   policy: BpfMap<PolicyKey, PolicyValue>;
   stats: PerCpuCounters;
+  /** sidecar pairing settings (one entry, key 0) */
+  config: BpfMap<number, SidecarConfig>;
+  /** local addresses / CIDRs whose pods have Istio's sidecar capture */
+  sidecar: BpfMap<string, number>;
+  /** live client claims of captured legs, keyed by the client's address */
+  legs: BpfMap<PolicyKey, LegValue>;
   close(): void;
 }
 
@@ -71,7 +94,13 @@ export function openMaps(pinDir: string, opts: { readOnly?: boolean } = {}): Mes
     opened.push(policy);
     const stats = new PerCpuCounters(objGet(p.map('mb_stats'), ro), 'mb_stats');
     opened.push(stats);
-    return { sockets, endpoints, policy, stats, close: () => opened.forEach((m) => m.close()) };
+    const config = new BpfMap(objGet(p.map('mb_config'), ro), u32Host, sidecarConfig, 'mb_config');
+    opened.push(config);
+    const sidecar = new BpfMap(objGet(p.map('mb_sidecar'), ro), endpointKey, u32Host, 'mb_sidecar');
+    opened.push(sidecar);
+    const legs = new BpfMap(objGet(p.map('mb_legs'), ro), policyKey, legValue, 'mb_legs');
+    opened.push(legs);
+    return { sockets, endpoints, policy, stats, config, sidecar, legs, close: () => opened.forEach((m) => m.close()) };
   } catch (e) {
     opened.forEach((m) => m.close());
     throw e;
