@@ -37,18 +37,6 @@ static __always_inline int mb_is_local(const struct mb_endpoint_value *e)
 	return e && (e->flags & MB_EP_LOCAL);
 }
 
-static __always_inline int mb_ip_eq(const __u32 a[4], const __u32 b[4])
-{
-	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
-}
-
-static __always_inline int mb_key_eq(const struct mb_sock_key *a, const struct mb_sock_key *b)
-{
-	return mb_ip_eq(a->local_ip, b->local_ip) && mb_ip_eq(a->remote_ip, b->remote_ip) &&
-	       a->local_port == b->local_port && a->remote_port == b->remote_port &&
-	       a->netns_cookie == b->netns_cookie;
-}
-
 static __always_inline void mb_mirror(struct mb_sock_key *peer, const struct mb_sock_key *self)
 {
 	__builtin_memcpy(peer->local_ip, self->remote_ip, sizeof(peer->local_ip));
@@ -154,6 +142,19 @@ static __always_inline void mb_direct(struct bpf_sock_ops *skops, struct mb_sock
 }
 
 #ifndef MB_NO_NETNS_COOKIE /* sidecar legs need the netns cookie (loopback legs) */
+
+static __always_inline int mb_ip_eq(const __u32 a[4], const __u32 b[4])
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+static __always_inline int mb_key_eq(const struct mb_sock_key *a, const struct mb_sock_key *b)
+{
+	return mb_ip_eq(a->local_ip, b->local_ip) && mb_ip_eq(a->remote_ip, b->remote_ip) &&
+	       a->local_port == b->local_port && a->remote_port == b->remote_port &&
+	       a->netns_cookie == b->netns_cookie;
+}
+
 
 static __always_inline const __u32 *mb_sidecar_pod(const __u32 ip[4])
 {

@@ -19,7 +19,9 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { child } from '../log.js';
 import { AgentMetrics } from './metrics.js';
-import { applySidecar, type SidecarSettings } from '../maps/sidecar.js';
+import { applySidecar, SIDECAR_NEEDS_COOKIE, type SidecarSettings } from '../maps/sidecar.js';
+import { probeFeatures } from '../loader/features.js';
+import { UserError } from '../loader/errors.js';
 import { startServer } from './server.js';
 import type { Stats } from '../maps/codecs.js';
 
@@ -104,6 +106,7 @@ export class Agent {
     this.loadResult = load(this.opts);
     log.info({ pinDir: this.opts.pinDir, cgroup: this.loadResult.cgroup.path, adopted: this.loadResult.upgraded }, this.loadResult.upgraded ? 'adopted pinned meshbpf' : 'loaded meshbpf');
     this.maps = openMaps(this.opts.pinDir);
+    if (this.opts.sidecar && !probeFeatures().netnsCookie) throw new UserError(SIDECAR_NEEDS_COOKIE);
     const sc = applySidecar(this.maps, this.opts.sidecar);
     if (this.opts.sidecar) log.info({ captured: this.opts.sidecar.cidrs, ...this.opts.sidecar.config }, `sidecar pairing on for ${sc.captured} captured prefixes`);
     this.lastMapFull = readStats(this.maps.stats).sockets_map_full;

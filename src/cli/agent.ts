@@ -12,7 +12,7 @@ import { DEFAULT_SIZES } from '../loader/load.js';
 import { inspect } from '../loader/inspect.js';
 import { checkPrivileges } from '../loader/preflight.js';
 import { UserError } from '../loader/errors.js';
-import { openMaps, readStats } from '../maps/pinned.js';
+import { MAP_NAMES, openMaps, readStats } from '../maps/pinned.js';
 import { STAT_NAMES, type Stats } from '../maps/codecs.js';
 import { stateDir } from '../maps/state.js';
 import { formatRows } from '../maps/dump.js';
@@ -203,13 +203,15 @@ export async function collectStatus(pinDir: string): Promise<StatusReport> {
     problems: i.problems,
     agent: { running: false },
   };
-  if (i.loaded && i.maps.length === 4) {
+  if (i.loaded && i.maps.length === MAP_NAMES.length) {
     const m = openMaps(pinDir, { readOnly: true });
     try {
       for (const [name, map] of [
         ['mb_sockets', m.sockets],
         ['mb_endpoints', m.endpoints],
         ['mb_policy', m.policy],
+        ['mb_sidecar', m.sidecar],
+        ['mb_legs', m.legs],
       ] as const) {
         report.maps.push({ name, id: map.info.id, type: map.typeName, entries: map.count(), capacity: map.info.maxEntries });
       }

@@ -7,7 +7,8 @@ import { syncMaps } from '../maps/sync.js';
 import { writeRules } from '../maps/state.js';
 import { UserError } from '../loader/errors.js';
 import { addLocalityOptions, localityFrom, sidecarFrom } from './locality.js';
-import { applySidecar } from '../maps/sidecar.js';
+import { applySidecar, SIDECAR_NEEDS_COOKIE } from '../maps/sidecar.js';
+import { probeFeatures } from '../loader/features.js';
 import { json, outputOption, pinDirOption, print } from './common.js';
 
 export function registerSync(program: Command): void {
@@ -37,6 +38,7 @@ export function registerSync(program: Command): void {
       const maps = openMaps(o.pinDir);
       try {
         const r = syncMaps(maps, desired);
+        if (sidecar && !probeFeatures().netnsCookie) throw new UserError(SIDECAR_NEEDS_COOKIE);
         const sc = applySidecar(maps, sidecar);
         writeRules(o.pinDir, desired.rules);
         const summary = {

@@ -18,6 +18,8 @@ export const ISTIO_SIDECAR_DEFAULTS: Omit<SidecarConfig, 'enabled'> = {
   outboundExclude: [],
 };
 
+export const SIDECAR_NEEDS_COOKIE = 'sidecar pairing needs bpf_get_netns_cookie in sockops (Linux 5.15+), which this kernel lacks: run without --sidecar-cidr';
+
 export interface SidecarSettings {
   /** pod IPs or CIDRs (both families) whose pods have the sidecar's capture rules */
   cidrs: string[];

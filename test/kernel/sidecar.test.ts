@@ -54,9 +54,9 @@ function fillMaps(): void {
 test.before(async () => {
   if (!topo) return;
   for (const p of ['a', 'b']) for (const f of [4, 6] as const) sidecars.push(await makeSidecarPod(topo, p, f, dir, root));
-  for (const p of ['b', 'c']) {
-    apps.push(topo.spawn(p, [process.execPath, app, 'serve', '8080']));
-    await waitForListen(topo, p, 8080);
+  for (const [p, port] of [['b', 8080], ['c', 8080], ['b', 9090]] as const) {
+    apps.push(topo.spawn(p, [process.execPath, app, 'serve', String(port)]));
+    await waitForListen(topo, p, port);
   }
   fillMaps();
 });
@@ -132,6 +132,21 @@ for (const family of [4, 6] as const) {
     t.true(d.redirect_bytes >= 2 * 4 * MiB);
   });
 }
+
+ktest('two live clients share one address:port: the claim is poisoned, nothing pairs by guess, both requests intact through both sidecars', async (t) => {
+  const before = stats(topo!.pinDir);
+  const { stdout } = await topo!.run('a', ['/usr/bin/python3', join(root, 'test', 'peers', 'same-port-clients.py'), IP.a.v4, '40001', IP.b.v4, '8080,9090', String(2 * MiB)], { timeoutMs: 60_000 });
+  const d = delta(before, stats(topo!.pinDir));
+  const rs = stdout.trim().split('\n').map((l) => JSON.parse(l) as { port: number; sent: string; status: string; response: { sha256: string; out: string; in: string } });
+  t.is(rs.length, 2);
+  for (const r of rs) {
+    t.is(r.status, '200', `port ${r.port}`);
+    t.is(r.response.sha256, r.sent, `port ${r.port}: body intact`);
+    t.is(r.response.out, 'a');
+    t.is(r.response.in, 'b');
+  }
+  t.true(d.skip_sidecar_ambiguous >= 1, `skip_sidecar_ambiguous grew by ${d.skip_sidecar_ambiguous}`);
+});
 
 ktest('without meshbpf state: pairing off (no captured pods) leaves every request on iptables and both sidecars, nothing paired', async (t) => {
   const m = openMaps(topo!.pinDir);
