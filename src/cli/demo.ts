@@ -10,7 +10,7 @@ import { Topology } from '../topo/topology.js';
 import { formatBits, formatSize, median, requireTool, runIperf, startIperfServer } from '../topo/peers.js';
 import { formatRows } from '../maps/dump.js';
 import { intArg, print } from './common.js';
-import { UserError } from '../loader/errors.js';
+import { UserError } from '../errors.js';
 
 const SIZES = [64, 1024, 16384, 65536];
 

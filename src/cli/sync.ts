@@ -1,11 +1,11 @@
 // `meshbpf sync`: one-shot apply of an xDS snapshot file to the kernel maps.
 import type { Command } from 'commander';
-import { loadSnapshotFile, XdsParseError } from '../xds/file.js';
+import { loadSnapshotFile } from '../xds/file.js';
 import { compile, validate } from '../policy/index.js';
 import { openMaps } from '../maps/pinned.js';
 import { syncMaps } from '../maps/sync.js';
 import { writeRules } from '../maps/state.js';
-import { UserError } from '../loader/errors.js';
+import { UserError, XdsParseError } from '../errors.js';
 import { addLocalityOptions, localityFrom } from './locality.js';
 import { json, outputOption, pinDirOption, print } from './common.js';
 

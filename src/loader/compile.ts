@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BPF_OUT_DIR, BPF_SRC_DIR } from '../paths.js';
-import { UserError } from './errors.js';
+import { UserError } from '../errors.js';
 import { child } from '../log.js';
 
 const log = child('compile');

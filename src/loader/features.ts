@@ -2,7 +2,7 @@
 // create tiny maps), not by version number. What is missing either stops the
 // load with one clear line, or selects a degraded build of the programs.
 import { AttachType, Helper, MapType, probeHelper, probeMapType, probeProgType, ProgType } from '../sys/libbpf.js';
-import { UserError } from './errors.js';
+import { UserError } from '../errors.js';
 
 export interface Features {
   sockops: boolean;

@@ -2,7 +2,8 @@
 // programs, where sockops is attached, whether sk_msg is on the sockhash.
 // Used by `meshbpf status` and the agent's health check.
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { AttachType, BpfError, closeFd, linkInfo, mapInfo, MAP_TYPE_NAMES, objGet, progInfo, progQuery } from '../sys/libbpf.js';
+import { BpfError } from '../errors.js';
+import { AttachType, closeFd, linkInfo, mapInfo, MAP_TYPE_NAMES, objGet, progInfo, progQuery } from '../sys/libbpf.js';
 import { MAP_NAMES, pinPaths, PROG_NAMES } from '../maps/pinned.js';
 import { cgroupPathById } from './preflight.js';
 

@@ -8,7 +8,6 @@
 import { existsSync, mkdirSync, openSync, closeSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import {
   AttachType,
-  BpfError,
   closeFd,
   link as linkApi,
   linkDetach,
@@ -33,7 +32,7 @@ import { DEFAULT_PIN_DIR, MAP_NAMES, PINNED_MAPS, pinPaths, PROG_NAMES } from '.
 import { compileAll } from './compile.js';
 import { probeFeatures, requireFeatures } from './features.js';
 import { checkPrivileges, chooseCgroup, ensureBpffs, type CgroupChoice } from './preflight.js';
-import { UserError } from './errors.js';
+import { BpfError, UserError, VerifierError } from '../errors.js';
 import { child } from '../log.js';
 
 const log = child('loader');
@@ -287,8 +286,8 @@ function verifierError(path: string, err: unknown, bufs: Map<string, Buffer>, me
     const z = buf.indexOf(0);
     const text = buf.toString('utf8', 0, z < 0 ? buf.length : z).trim();
     if (text) {
-      const tail = text.split('\n').slice(-12).join('\n');
-      return new UserError(`the kernel verifier rejected ${name} (${path}); last lines of its log:\n${tail}`);
+      log.debug({ program: name, object: path, verifierLog: text }, 'verifier log');
+      return new VerifierError(name, path, text);
     }
   }
   const why = messages.filter((m) => /error|fail|invalid|unknown|not supported/i.test(m)).slice(-4).join('; ');
@@ -318,7 +317,7 @@ export function unload(opts: { pinDir?: string } = {}): UnloadResult {
     try {
       linkDetach(fd); // detach now, even if another process holds the link
     } catch (e) {
-      if (!(e instanceof BpfError) || e.errno !== 67 /* ENOLINK: already defunct */) throw e;
+      if (!(e instanceof BpfError) || e.code !== 'ENOLINK' /* already defunct */) throw e;
     } finally {
       closeFd(fd);
     }
@@ -332,7 +331,7 @@ export function unload(opts: { pinDir?: string } = {}): UnloadResult {
     try {
       progDetach(pfd, mfd, AttachType.SK_MSG_VERDICT);
     } catch (e) {
-      if (!(e instanceof BpfError) || (e.errno !== 2 && e.errno !== 22)) throw e;
+      if (!(e instanceof BpfError) || (e.code !== 'ENOENT' && e.code !== 'EINVAL')) throw e;
     } finally {
       closeFd(pfd);
       closeFd(mfd);

@@ -2,6 +2,7 @@
 // IPv4 as IPv4-mapped (::ffff:a.b.c.d), exactly as the kernel ABI does
 // (bpf/include/meshbpf.h). One parser, one formatter: do not write another.
 import { isIPv4, isIPv6 } from 'node:net';
+import { AddressError } from '../errors.js';
 
 export type Family = 4 | 6;
 
@@ -19,9 +20,6 @@ export interface Cidr {
 
 const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
 
-export class AddressError extends Error {
-  override name = 'AddressError';
-}
 
 function parseV4Into(s: string, out: Buffer, off: number): void {
   const parts = s.split('.');

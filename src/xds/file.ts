@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
+import { XdsParseError } from '../errors.js';
 import { child } from '../log.js';
 import { canonical } from './state.js';
 import { isObject, validateSet } from './validate.js';
@@ -29,12 +30,6 @@ import {
 
 const ADMIN = 'type.googleapis.com/envoy.admin.v3.';
 
-export class XdsParseError extends Error {
-  override name = 'XdsParseError';
-  constructor(readonly reasons: string[]) {
-    super(reasons.join('; '));
-  }
-}
 
 export interface ParseResult {
   snapshot: XdsSnapshot;

@@ -2,7 +2,8 @@
 // response's resources, validate them, and compute the next snapshot. Nothing
 // here mutates its inputs, so "keep the last good state" is just "do not
 // assign the candidate".
-import { anyToJson, ProtoJsonError } from './json.js';
+import { ProtoJsonError } from '../errors.js';
+import { anyToJson } from './json.js';
 import { lookupType } from './protos.js';
 import { edsNames, label, validateSet } from './validate.js';
 import { TYPE_URL, type JsonObject, type XdsKind, type XdsSnapshot } from './types.js';

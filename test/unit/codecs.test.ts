@@ -1,7 +1,8 @@
 // Codecs and address parsing: round trips, byte order, canonical text, key construction.
 import test from 'ava';
 import * as c from '../../src/maps/codecs.js';
-import { AddressError, formatCidr, formatIp, parseCidr, parseIp, parsePort, cidrContains } from '../../src/net/ip.js';
+import { AddressError } from '../../src/errors.js';
+import { formatCidr, formatIp, parseCidr, parseIp, parsePort, cidrContains } from '../../src/net/ip.js';
 
 function roundTrip<T>(codec: c.Codec<T>, v: T): { buf: Buffer; back: T } {
   const buf = Buffer.alloc(codec.size + 8, 0xee);
