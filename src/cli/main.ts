@@ -8,6 +8,7 @@ import { intArg, json, outputOption, pinDirOption, print } from './common.js';
 import { dumpMap, renderTable, hostPort, formatRows } from '../maps/dump.js';
 import { formatCidr, formatIp, parseCidr, parseIp, parsePort } from '../net/ip.js';
 import { log, setLogLevel } from '../log.js';
+import { VERSION } from '../paths.js';
 import { explainFromKernel, renderExplain } from './explain.js';
 import { registerDemo } from './demo.js';
 import { registerSync } from './sync.js';
@@ -19,7 +20,7 @@ export function buildProgram(): Command {
       'eBPF sockmap redirect manager for service meshes. Same-node L4 traffic moves\nsocket to socket; ' +
         'L7 flows still reach Envoy; anything unknown keeps the normal path.',
     )
-    .version('0.1.0')
+    .version(VERSION)
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('warn').env('MESHBPF_LOG_LEVEL'))
     .hook('preAction', (cmd) => setLogLevel(cmd.opts().logLevel as string))
     .showHelpAfterError('(run with --help for usage)');

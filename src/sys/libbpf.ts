@@ -264,6 +264,7 @@ export enum MapType {
   LPM_TRIE = 11,
   SOCKMAP = 15,
   SOCKHASH = 18,
+  SK_STORAGE = 24,
 }
 
 export const MAP_TYPE_NAMES: Record<number, string> = {
@@ -464,10 +465,14 @@ export function probeProgType(progType: number): boolean {
 }
 
 /**
- * Can a program of this type call this helper (one taking only the ctx, as
- * bpf_get_netns_cookie does)? Loads `call helper; r0 = 1; exit`
- * and asks the verifier. (libbpf 1.1's libbpf_probe_bpf_helper reads the
- * verifier's wording and says yes to everything on newer kernels.)
+ * Can a program of this type call this helper? Loads `call helper; r0 = 1;
+ * exit` and reads the verifier's answer. A helper that takes only the ctx
+ * (bpf_get_netns_cookie) loads; one that wants other arguments
+ * (bpf_sk_storage_get) is refused for its arguments, which still means the
+ * helper exists for this type. Absent is "invalid func" (unknown id), "unknown
+ * func" (older kernels) or "cannot use helper" (newer kernels; libbpf 1.1's
+ * libbpf_probe_bpf_helper misses this wording and says yes). No log at all
+ * (e.g. EPERM) reads as absent.
  */
 export function probeHelper(progType: number, helperId: number, expectedAttachType = 0): boolean {
   const insns = Buffer.alloc(24);
@@ -476,14 +481,33 @@ export function probeHelper(progType: number, helperId: number, expectedAttachTy
   insns.writeUInt8(0xb7, 8); // r0 = 1 (BPF_ALU64 | BPF_MOV | BPF_K)
   insns.writeInt32LE(1, 12);
   insns.writeUInt8(0x95, 16); // exit
-  // struct bpf_prog_load_opts { size_t sz; int attempts; enum bpf_attach_type expected_attach_type; ... }
-  const opts = Buffer.alloc(16);
-  opts.writeBigUInt64LE(16n, 0);
-  opts.writeUInt32LE(expectedAttachType, 12);
-  const fd = lb().bpf_prog_load(progType, 'mb_probe', 'GPL', insns, 3, opts) as number;
-  if (fd >= 0) closeSync(fd);
-  return fd >= 0;
+  const LOG = 4096;
+  const logBuf = koffi.alloc('char', LOG); // a stable pointer: libbpf keeps it in the opts struct
+  try {
+    // struct bpf_prog_load_opts (libbpf 1.0): sz@0 attempts@8 expected_attach_type@12 ...
+    // log_level@88 log_size@92 log_buf@96, sizeof 104
+    const opts = Buffer.alloc(104);
+    opts.writeBigUInt64LE(104n, 0);
+    opts.writeUInt32LE(expectedAttachType, 12);
+    opts.writeUInt32LE(1, 88);
+    opts.writeUInt32LE(LOG, 92);
+    opts.writeBigUInt64LE(BigInt(koffi.address(logBuf)), 96);
+    const fd = lb().bpf_prog_load(progType, 'mb_probe', 'GPL', insns, 3, opts) as number;
+    if (fd >= 0) {
+      closeSync(fd);
+      return true;
+    }
+    const text = Buffer.from(koffi.decode(logBuf, 'uint8_t', LOG) as number[]).toString('utf8').split('\0')[0] ?? '';
+    return helperInLog(text);
+  } finally {
+    koffi.free(logBuf);
+  }
+}
+
+/** The verifier log of a refused helper probe: does it say the helper exists for the program type? */
+export function helperInLog(log: string): boolean {
+  return log.trim() !== '' && !/invalid func |unknown func |cannot use helper /.test(log);
 }
 
 export const ProgType = { SOCK_OPS: 13, SK_MSG: 16 } as const;
-export const Helper = { get_netns_cookie: 122, msg_redirect_hash: 71, sock_hash_update: 70 } as const;
+export const Helper = { get_netns_cookie: 122, msg_redirect_hash: 71, sock_hash_update: 70, sk_storage_get: 107 } as const;

@@ -5,6 +5,7 @@
 //            NAMESPACE, NODE_NAME, CLUSTER_ID, NETWORK when configured.
 import os from 'node:os';
 import { formatIp, parseIp } from '../net/ip.js';
+import { VERSION } from '../paths.js';
 import type { Json, JsonObject } from './types.js';
 
 export interface NodeOptions {
@@ -93,7 +94,7 @@ export function buildNode(o: NodeOptions): JsonObject {
     cluster: o.cluster ?? `meshbpf.${o.namespace}`,
     metadata: md,
     user_agent_name: 'meshbpf',
-    user_agent_version: o.userAgentVersion ?? '0.1.0',
+    user_agent_version: o.userAgentVersion ?? VERSION,
   };
   if (o.locality) {
     const loc: { [k: string]: Json } = {};
