@@ -33,6 +33,7 @@ import { compileAll } from './compile.js';
 import { probeFeatures, requireFeatures } from './features.js';
 import { checkPrivileges, chooseCgroup, ensureBpffs, type CgroupChoice } from './preflight.js';
 import { BpfError, UserError, VerifierError } from '../errors.js';
+import { CleanupStack } from '../cleanup.js';
 import { child } from '../log.js';
 
 const log = child('loader');
@@ -82,26 +83,6 @@ function describeMismatch(want: MapDef, have: ReturnType<typeof mapInfo>): strin
   return diffs.length ? diffs.join(', ') : undefined;
 }
 
-class Cleanup {
-  private readonly steps: Array<() => void> = [];
-  add(step: () => void): void {
-    this.steps.push(step);
-  }
-  run(): void {
-    for (const s of this.steps.reverse()) {
-      try {
-        s();
-      } catch (e) {
-        log.warn({ err: (e as Error).message }, 'cleanup step failed');
-      }
-    }
-    this.steps.length = 0;
-  }
-  forget(): void {
-    this.steps.length = 0;
-  }
-}
-
 export function load(opts: LoadOptions = {}): LoadResult {
   const pinDir = opts.pinDir ?? DEFAULT_PIN_DIR;
   const sizes = { ...DEFAULT_SIZES, ...stripUndefined(opts) };
@@ -119,7 +100,7 @@ export function load(opts: LoadOptions = {}): LoadResult {
 
   const p = pinPaths(pinDir);
   const upgraded = existsSync(p.sockopsLink);
-  const undo = new Cleanup(); // rolls back what this call created if a later step fails
+  const undo = new CleanupStack(); // rolls back what this call created if a later step fails
   const toClose: ObjHandle[] = [];
   const sharedMapFds = new Map<string, number>(); // one kernel map per name across objects
   const reused = new Set<string>();
@@ -237,7 +218,7 @@ export function load(opts: LoadOptions = {}): LoadResult {
   }
 }
 
-function attachSockops(linkPin: string, sockops: { fd: number; handle: ProgHandle }, cgroup: CgroupChoice, undo: Cleanup): number {
+function attachSockops(linkPin: string, sockops: { fd: number; handle: ProgHandle }, cgroup: CgroupChoice, undo: CleanupStack): number {
   if (existsSync(linkPin)) {
     const lfd = objGet(linkPin);
     try {

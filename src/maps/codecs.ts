@@ -17,12 +17,6 @@ export const MB_POLICY_KEY_SIZE = 20;
 export const MB_POLICY_VALUE_SIZE = 8;
 export const MB_STAT_SLOTS = 32;
 
-export const u32Host: Codec<number> = {
-  size: 4,
-  encode: (b, o, v) => void b.writeUInt32LE(v >>> 0, o),
-  decode: (b, o) => b.readUInt32LE(o),
-};
-
 export const u64Host: Codec<bigint> = {
   size: 8,
   encode: (b, o, v) => void b.writeBigUInt64LE(v, o),

@@ -5,7 +5,6 @@ import { readStats, type MapName, type MeshMaps } from './pinned.js';
 import { STAT_NAMES } from './codecs.js';
 
 export type DumpEntry = { key: unknown; value: unknown };
-export type Dump = Partial<Record<MapName, DumpEntry[]>>;
 
 export function dumpMap(maps: MeshMaps, name: MapName): DumpEntry[] {
   switch (name) {

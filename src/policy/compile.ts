@@ -18,7 +18,7 @@
 //   per-port inbound chain is a deny => PROXY).
 // - Foreign-network addresses: networkId != 0, local=false, no verdicts.
 import type { Json, JsonObject, XdsSnapshot } from '../xds/types.js';
-import { formatIp, maskBytes, parseCidr, parseIp, tryParseIp, type Family } from '../net/ip.js';
+import { cidrContains, formatIp, maskBytes, parseCidr, parseIp, tryParseIp, type Family } from '../net/ip.js';
 import type { DesiredState, EndpointEntry, Locality, PolicyEntry, RuleInfo, Verdict } from './types.js';
 import { arr, num, obj, path, Problems, str } from './json.js';
 import { classifyFilter, type FilterInfo } from './filters.js';
@@ -122,16 +122,6 @@ function isSpecial(b: Buffer): boolean {
   return w2 === 0 && (w3 === 0 || w3 === 1);
 }
 
-function prefixContains(p: { bytes: Buffer; prefixLen: number }, b: Buffer): boolean {
-  // Compare whole bytes, then the partial byte: no allocation per check.
-  const full = p.prefixLen >> 3;
-  for (let i = 0; i < full; i++) if (p.bytes[i] !== b[i]) return false;
-  const bits = p.prefixLen & 7;
-  if (bits === 0) return true;
-  const mask = (0xff << (8 - bits)) & 0xff;
-  return ((p.bytes[full] ?? 0) & mask) === ((b[full] ?? 0) & mask);
-}
-
 /** "name;namespace;app;version;cluster" (Istio) -> "namespace/name". */
 function workloadName(w: string | undefined): string | undefined {
   if (!w) return undefined;
@@ -196,7 +186,7 @@ class Compiler {
     let a = canon === text ? undefined : this.addrs.get(canon) ?? undefined;
     if (!a) {
       let inLocal = this.nodeIps.has(canon);
-      if (!inLocal) for (const p of this.podCidrs) if (prefixContains(p, ip.bytes)) { inLocal = true; break; }
+      if (!inLocal) for (const p of this.podCidrs) if (cidrContains(p, ip.bytes)) { inLocal = true; break; }
       a = {
         idx: this.addrList.length,
         text: canon,
@@ -644,7 +634,7 @@ class Compiler {
       if (verdict === 'proxy' || !onlyCatchAll) {
         const locals = (this.localEndpointsByPort().get(inboundPort) ?? []).filter(
           (a) =>
-            (inboundFilter.ranges.list.length === 0 || inboundFilter.ranges.list.some((p) => prefixContains(p, a.bytes))) &&
+            (inboundFilter.ranges.list.length === 0 || inboundFilter.ranges.list.some((p) => cidrContains(p, a.bytes))) &&
             (!inboundFilter.lip || inboundFilter.lip.equals(a.bytes)),
         );
         if (locals.length) {

@@ -4,7 +4,7 @@
 //            (Kmesh-style "last address wins" loses dual-stack peers), plus
 //            NAMESPACE, NODE_NAME, CLUSTER_ID, NETWORK when configured.
 import os from 'node:os';
-import { formatIp, parseIp } from '../net/ip.js';
+import { formatIp, isLoopback, parseIp } from '../net/ip.js';
 import { VERSION } from '../paths.js';
 import type { Json, JsonObject } from './types.js';
 
@@ -50,8 +50,7 @@ export function discoverNodeIps(ifaces: Ifaces = os.networkInterfaces()): string
       }
       const b = ip.bytes;
       if (ip.family === 6 && b[0] === 0xfe && ((b[1] ?? 0) & 0xc0) === 0x80) continue; // fe80::/10
-      if (ip.family === 4 && b[12] === 127) continue;
-      if (ip.family === 6 && b.equals(Buffer.from('00000000000000000000000000000001', 'hex'))) continue;
+      if (isLoopback(ip)) continue;
       const text = formatIp(b);
       if (seen.has(text)) continue;
       seen.add(text);

@@ -9,7 +9,7 @@ import { stringify as toYaml } from 'yaml';
 import { XdsClient } from '../../src/xds/client.js';
 import { loadSnapshotFile, snapshotFromDocument, parseText, XdsFileSource } from '../../src/xds/file.js';
 import { XdsParseError } from '../../src/errors.js';
-import { FakeAdsServer, type RecordedRequest } from '../../src/xds/testing.js';
+import { FakeAdsServer, type RecordedRequest } from '../helpers/ads-server.js';
 import { TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, type Json, type JsonObject, type XdsSnapshot, type XdsStateEvent } from '../../src/xds/types.js';
 import { edsCluster, staticCluster, tcpListener } from './fixtures/xds/resources.js';
 
