@@ -8,7 +8,7 @@ import { FakeAdsServer, type RecordedRequest, type ServedResource } from '../hel
 import { TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, type JsonObject, type XdsSnapshot, type XdsStateEvent } from '../../src/xds/types.js';
 import { mustType } from '../../src/xds/protos.js';
 import { encodeJson } from '../../src/xds/json.js';
-import { cla, edsCluster, staticCluster, tcpListener } from './fixtures/xds/resources.js';
+import { cla, edsCluster, staticCluster, tcpListener } from '../helpers/resources.js';
 
 const NODE = {
   podName: 'meshbpf-node1',

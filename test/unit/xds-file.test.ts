@@ -11,7 +11,7 @@ import { loadSnapshotFile, snapshotFromDocument, parseText, XdsFileSource } from
 import { XdsParseError } from '../../src/errors.js';
 import { FakeAdsServer, type RecordedRequest } from '../helpers/ads-server.js';
 import { TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, type Json, type JsonObject, type XdsSnapshot, type XdsStateEvent } from '../../src/xds/types.js';
-import { edsCluster, staticCluster, tcpListener } from './fixtures/xds/resources.js';
+import { edsCluster, staticCluster, tcpListener } from '../helpers/resources.js';
 
 // the repo's copy of the Istio dumps (test/fixtures/istio), from dist/test/unit or test/unit
 const here = path.dirname(fileURLToPath(import.meta.url));
