@@ -32,6 +32,7 @@ import {
   type XdsKind,
   type XdsSnapshot,
   type XdsSource,
+  type XdsSourceEvents,
   type XdsStateEvent,
   type XdsStatus,
 } from './types.js';
@@ -93,16 +94,7 @@ interface StreamState {
 
 type Msg = Record<string, unknown>;
 
-export interface XdsClient {
-  on(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
-  on(event: 'state', fn: (e: XdsStateEvent) => void): this;
-  off(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
-  off(event: 'state', fn: (e: XdsStateEvent) => void): this;
-  once(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
-  once(event: 'state', fn: (e: XdsStateEvent) => void): this;
-}
-
-export class XdsClient extends EventEmitter implements XdsSource {
+export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSource {
   private readonly opts: XdsClientOptions;
   private readonly mode: 'sotw' | 'delta';
   private readonly log: Logger;

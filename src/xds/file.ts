@@ -22,6 +22,7 @@ import {
   type XdsKind,
   type XdsSnapshot,
   type XdsSource,
+  type XdsSourceEvents,
   type XdsStateEvent,
   type XdsStatus,
 } from './types.js';
@@ -203,22 +204,13 @@ export interface XdsFileSourceOptions {
   logger?: Logger;
 }
 
-export interface XdsFileSource {
-  on(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
-  on(event: 'state', fn: (e: XdsStateEvent) => void): this;
-  off(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
-  off(event: 'state', fn: (e: XdsStateEvent) => void): this;
-  once(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
-  once(event: 'state', fn: (e: XdsStateEvent) => void): this;
-}
-
 /**
  * Watches a config_dump / resource-list file. Watches the directory (editors
  * and `kubectl cp` replace files by rename, which a file watch would miss),
  * debounces, re-reads, and keeps the last good snapshot when the new content
  * is invalid (status().lastError and a 'state' {kind:'error'} say why).
  */
-export class XdsFileSource extends EventEmitter implements XdsSource {
+export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsSource {
   private readonly opts: XdsFileSourceOptions;
   private readonly log: Logger;
   private current: XdsSnapshot = emptySnapshot();

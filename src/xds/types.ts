@@ -68,6 +68,9 @@ export interface XdsStatus {
 export type SnapshotValidator = (snapshot: XdsSnapshot) => string | undefined;
 
 /** What the agent needs from any source (ADS client or file). */
+/** The events of an xDS source, for EventEmitter<XdsSourceEvents>. */
+export type XdsSourceEvents = { snapshot: [XdsSnapshot]; state: [XdsStateEvent] };
+
 export interface XdsSource {
   on(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
   on(event: 'state', fn: (e: XdsStateEvent) => void): this;
