@@ -8,6 +8,7 @@
 // Everything it creates is named mbt-* and removed on success, failure and Ctrl-C.
 import { execFileSync } from 'node:child_process';
 import { setLogLevel } from '../src/log.js';
+import { CleanupStack } from '../src/cleanup.js';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
@@ -48,17 +49,8 @@ const log = (s: string) => process.stderr.write(`${s}\n`);
 
 // ---------- cleanup that also runs on failure and on Ctrl-C
 
-const cleanups: Array<() => void> = [];
-function cleanupAll(): void {
-  while (cleanups.length) {
-    const f = cleanups.pop() as () => void;
-    try {
-      f();
-    } catch (e) {
-      log(`cleanup: ${(e as Error).message}`);
-    }
-  }
-}
+const cleanups = new CleanupStack((e) => log(`cleanup: ${(e as Error).message}`));
+const cleanupAll = (): void => cleanups.run();
 function onSignal(sig: NodeJS.Signals): void {
   log(`\n${sig}: removing the benchmark's namespaces, cgroups and pins`);
   cleanupAll();
@@ -133,7 +125,7 @@ async function buildNode(kind: TopoKind, mbrr: string): Promise<Node> {
   const plainCgroup = `${topo.cgroup}-plain`;
   let loaded = false;
   let maps: MeshMaps | undefined;
-  cleanups.push(() => {
+  cleanups.add(() => {
     maps?.close();
     killOurs();
     if (loaded) unload({ pinDir: topo.pinDir });

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// Build: compile the BPF objects with clang (-Wall -Werror) and the TypeScript.
-// `--bpf-only` skips tsc. Fails with one clear line when clang is missing.
+// Build: the TypeScript, then the BPF objects with clang, using the one clang
+// command line in src/loader/compile.ts (so tsc runs first). `--bpf-only`
+// skips tsc when dist/ is already there. Fails with one clear line when clang
+// is missing.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bpfOnly = process.argv.includes('--bpf-only');
@@ -22,11 +24,11 @@ if (!have('clang')) {
   console.error('build: clang not found; run scripts/setup.sh (installs clang, libbpf-dev, bpftool)');
   process.exit(1);
 }
+const compileJs = join(root, 'dist', 'src', 'loader', 'compile.js');
+if (!bpfOnly || !existsSync(compileJs)) execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit', cwd: root });
+const { clangArgs } = await import(pathToFileURL(compileJs).href);
 const out = join(root, 'build', 'bpf');
 mkdirSync(out, { recursive: true });
-const triple = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
 for (const f of readdirSync(join(root, 'bpf')).filter((x) => x.endsWith('.c'))) {
-  const name = f.slice(0, -2);
-  execFileSync('clang', ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', `-I/usr/include/${triple}`, `-I${join(root, 'bpf')}`, '-c', join(root, 'bpf', f), '-o', join(out, `${name}.o`)], { stdio: 'inherit' });
+  execFileSync('clang', clangArgs(join(root, 'bpf', f), join(out, `${f.slice(0, -2)}.o`)), { stdio: 'inherit' });
 }
-if (!bpfOnly) execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit', cwd: root });

@@ -14,6 +14,7 @@ import type { MeshMaps } from '../../src/maps/pinned.js';
 import { MAP_NAMES, pinPaths } from '../../src/maps/pinned.js';
 import { AttachType, closeFd, map as mapApi, obj as objApi, objGet, prog as progApi, progAttach, type ObjHandle } from '../../src/sys/libbpf.js';
 import { PROJECT_ROOT } from '../../src/paths.js';
+import { clangArgs } from '../../src/loader/compile.js';
 import type { Experiment } from '../lib/report.js';
 import { ratio, roundRatio, roundSummary, summarize } from '../lib/stats.js';
 import { mbrrPingPong, runIn, spawnIn, waitForListen } from '../lib/peers.js';
@@ -45,8 +46,7 @@ class Variants {
     const outDir = join(PROJECT_ROOT, 'build', 'bench');
     mkdirSync(outDir, { recursive: true });
     const out = join(outDir, 'sk_msg_variants.o');
-    const triple = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
-    execFileSync('clang', ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', `-I/usr/include/${triple}`, `-I${join(PROJECT_ROOT, 'bpf')}`, '-c', src, '-o', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync('clang', clangArgs(src, out), { stdio: ['ignore', 'pipe', 'pipe'] });
     const p = pinPaths(pinDir);
     this.o = objApi.open(out);
     const fds: number[] = [];

@@ -1,4 +1,5 @@
 // Command line of `npm run bench` (pure, unit-tested).
+import { UserError } from '../../src/errors.js';
 export type Family = 'v4' | 'v6';
 export type TopoKind = 'veth' | 'bridge';
 
@@ -25,7 +26,7 @@ export const USAGE = `usage: npm run bench -- [--quick] [--seconds N] [--rounds 
   --rounds N    alternating stack/bypass rounds per figure (default 3; the median is reported)
   --out DIR     where report.json, REPORT.md and throughput-ratio.svg go (default bench/report)`;
 
-export class ArgError extends Error {
+export class ArgError extends UserError {
   override name = 'ArgError';
 }
 

@@ -10,7 +10,8 @@ import type { Server } from 'node:http';
 import { load, unload, type LoadOptions, type LoadResult } from '../loader/load.js';
 import { inspect, type Inspection } from '../loader/inspect.js';
 import { openMaps, readStats, type MeshMaps } from '../maps/pinned.js';
-import { encodeDesired, planSync, readRaw, syncMaps, type SyncCounts } from '../maps/sync.js';
+import { encodeDesired, planSync, type SyncCounts } from '../maps/plan.js';
+import { readRaw, syncMaps } from '../maps/sync.js';
 import { stateDir, writeRules } from '../maps/state.js';
 import { compile, compileChecked, type CompiledState } from '../policy/index.js';
 import type { Locality } from '../policy/types.js';
@@ -21,7 +22,7 @@ import { child } from '../log.js';
 import { AgentMetrics } from './metrics.js';
 import { applySidecar, SIDECAR_NEEDS_COOKIE, type SidecarSettings } from '../maps/sidecar.js';
 import { probeFeatures } from '../loader/features.js';
-import { UserError } from '../loader/errors.js';
+import { UserError } from '../errors.js';
 import { startServer } from './server.js';
 import type { Stats } from '../maps/codecs.js';
 

@@ -64,6 +64,10 @@ export class AgentMetrics {
         }
       },
     });
+    // One walk of the maps per scrape: the entries gauge counts and also sets
+    // the capacity gauge, which the registry collects right after it
+    // (registration order).
+    const capacity = new client.Gauge({ name: 'meshbpf_map_capacity', help: 'max_entries of each meshbpf map', labelNames: ['map'], registers: [] });
     new client.Gauge({
       name: 'meshbpf_map_entries',
       help: 'entries in each meshbpf map, counted in the kernel at scrape time',
@@ -71,19 +75,14 @@ export class AgentMetrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const [map, o] of Object.entries(agent.occupancy())) this.set({ map }, o.entries);
+        capacity.reset();
+        for (const [map, o] of Object.entries(agent.occupancy())) {
+          this.set({ map }, o.entries);
+          capacity.set({ map }, o.capacity);
+        }
       },
     });
-    new client.Gauge({
-      name: 'meshbpf_map_capacity',
-      help: 'max_entries of each meshbpf map',
-      labelNames: ['map'],
-      registers: [r],
-      collect() {
-        this.reset();
-        for (const [map, o] of Object.entries(agent.occupancy())) this.set({ map }, o.capacity);
-      },
-    });
+    r.registerMetric(capacity);
     new client.Gauge({
       name: 'meshbpf_programs_attached',
       help: '1 when sockops is attached to the cgroup and sk_msg to the sockhash',

@@ -11,7 +11,7 @@ import type { SnapshotValidator, XdsSource } from '../xds/types.js';
 import { DEFAULT_SIZES } from '../loader/load.js';
 import { inspect } from '../loader/inspect.js';
 import { checkPrivileges } from '../loader/preflight.js';
-import { UserError } from '../loader/errors.js';
+import { UserError } from '../errors.js';
 import { MAP_NAMES, openMaps, readStats } from '../maps/pinned.js';
 import { STAT_NAMES, type Stats } from '../maps/codecs.js';
 import { stateDir } from '../maps/state.js';

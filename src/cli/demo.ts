@@ -7,10 +7,11 @@ import { checkPrivileges } from '../loader/preflight.js';
 import { openMaps, readStats } from '../maps/pinned.js';
 import { STAT_NAMES } from '../maps/codecs.js';
 import { Topology } from '../topo/topology.js';
+import { CleanupStack } from '../cleanup.js';
 import { formatBits, formatSize, median, requireTool, runIperf, startIperfServer } from '../topo/peers.js';
 import { formatRows } from '../maps/dump.js';
 import { intArg, print } from './common.js';
-import { UserError } from '../loader/errors.js';
+import { UserError } from '../errors.js';
 
 const SIZES = [64, 1024, 16384, 65536];
 
@@ -41,18 +42,9 @@ export function registerDemo(program: Command): void {
 
 export async function runDemo(o: { sizes: number[]; seconds: number; rounds: number; v6: boolean }): Promise<void> {
   const topo = new Topology();
-  let loaded = false;
-  const cleanup = () => {
-    if (loaded) {
-      try {
-        unload({ pinDir: topo.pinDir });
-      } catch {
-        /* best effort */
-      }
-      loaded = false;
-    }
-    topo.destroy();
-  };
+  const undo = new CleanupStack(); // best effort: a failed step is logged, the rest still runs
+  undo.add(() => topo.destroy());
+  const cleanup = () => undo.run();
   const onSignal = (sig: NodeJS.Signals) => {
     process.stderr.write(`\n${sig}: cleaning up the demo node\n`);
     cleanup();
@@ -67,7 +59,7 @@ export async function runDemo(o: { sizes: number[]; seconds: number; rounds: num
       { name: 'b', v4: '198.18.0.3/24', v6: 'fd00:0:0:18::3/64' },
     ]);
     load({ pinDir: topo.pinDir, cgroup: topo.cgroup });
-    loaded = true;
+    undo.add(() => unload({ pinDir: topo.pinDir }));
     const maps = openMaps(topo.pinDir);
     try {
       maps.endpoints.set('198.18.0.0/24', { local: true, mesh: true, networkId: 0, workloadId: 0 });

@@ -1,7 +1,9 @@
 // `meshbpf policy explain`: the verdict the kernel would apply to one
-// connection, computed from the live maps with exactly the sockops program's
-// rules (bpf/sockops.c), plus the compiled reason chain when a sync left one.
+// connection, computed from the live maps with the sockops rule
+// (policy/explain.ts sockopsBlockers), plus the compiled reason chain when a
+// sync left one.
 import { formatIp, parseIp } from '../net/ip.js';
+import { sockopsBlockers } from '../policy/explain.js';
 import { openMaps } from '../maps/pinned.js';
 import type { EndpointValue } from '../maps/codecs.js';
 import { hostPort } from '../maps/dump.js';
@@ -35,20 +37,21 @@ export function explainFromKernel(pinDir: string, dstText: string, port: number,
     reasons.push(pol ? `mb_policy ${hostPort(dst, port)} = ${pol.verdict} (rule ${pol.ruleId})` : `mb_policy has no verdict for ${hostPort(dst, port)}`);
     if (pol) for (const r of readRuleReasons(pinDir, pol.ruleId)) reasons.push(`  rule ${pol.ruleId}: ${r}`);
 
+    const b = sockopsBlockers(pol?.verdict, dstEp ?? undefined, srcEp ?? undefined);
     let verdict: Explanation['verdict'];
-    if (!pol || pol.verdict === 'none') {
+    if (b.noVerdict) {
       verdict = 'none';
       reasons.push('=> normal path: unknown destinations are never short-circuited');
-    } else if (pol.verdict === 'proxy') {
+    } else if (b.proxy) {
       verdict = 'proxy';
       reasons.push('=> proxy: the connection keeps the normal path so Envoy sees it');
-    } else if (!dstEp?.local) {
+    } else if (b.dstNotLocal || !dstEp) {
       verdict = 'none';
       reasons.push('=> normal path: the destination is not a local address of this node');
-    } else if (src !== undefined && !srcEp?.local) {
+    } else if (src !== undefined && b.srcNotLocal) {
       verdict = 'none';
       reasons.push('=> normal path: the source is not a local mesh address of this node');
-    } else if (src !== undefined && srcEp && srcEp.networkId !== dstEp.networkId) {
+    } else if (src !== undefined && srcEp && b.otherNetwork) {
       verdict = 'none';
       reasons.push(`=> normal path: source network ${srcEp.networkId} != destination network ${dstEp.networkId}`);
     } else {

@@ -4,7 +4,7 @@ import { discoverNodeIps } from '../xds/node.js';
 import { formatCidr, formatIp, parseCidr, parseIp } from '../net/ip.js';
 import type { Locality } from '../policy/types.js';
 import { ISTIO_SIDECAR_DEFAULTS, sidecarSettings, type SidecarSettings } from '../maps/sidecar.js';
-import { UserError } from '../loader/errors.js';
+import { UserError } from '../errors.js';
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];

@@ -2,15 +2,13 @@
 // ("meshbpf: ...") and exits non-zero; --log-level debug shows the details.
 import { Command, CommanderError, Option } from 'commander';
 import { load, unload, DEFAULT_SIZES } from '../loader/load.js';
-import { UserError } from '../loader/errors.js';
+import { UserError, userMessage } from '../errors.js';
 import { MAP_NAMES, openMaps, type MapName } from '../maps/pinned.js';
 import { intArg, json, outputOption, pinDirOption, print } from './common.js';
 import { dumpMap, renderTable, hostPort, formatRows } from '../maps/dump.js';
-import { BpfError } from '../sys/libbpf.js';
-import { AddressError, formatCidr, formatIp, parseCidr, parseIp, parsePort } from '../net/ip.js';
-import { NotLoadedError } from '../maps/pinned.js';
-import { MapShapeError } from '../maps/map.js';
+import { formatCidr, formatIp, parseCidr, parseIp, parsePort } from '../net/ip.js';
 import { log, setLogLevel } from '../log.js';
+import { VERSION } from '../paths.js';
 import { explainFromKernel, renderExplain } from './explain.js';
 import { registerDemo } from './demo.js';
 import { registerSync } from './sync.js';
@@ -22,7 +20,7 @@ export function buildProgram(): Command {
       'eBPF sockmap redirect manager for service meshes. Same-node L4 traffic moves\nsocket to socket; ' +
         'L7 flows still reach Envoy; anything unknown keeps the normal path.',
     )
-    .version('0.1.0')
+    .version(VERSION)
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('warn').env('MESHBPF_LOG_LEVEL'))
     .hook('preAction', (cmd) => setLogLevel(cmd.opts().logLevel as string))
     .showHelpAfterError('(run with --help for usage)');
@@ -183,17 +181,6 @@ export function buildProgram(): Command {
   return program;
 }
 
-function oneLine(e: unknown): string {
-  if (e instanceof UserError || e instanceof AddressError || e instanceof NotLoadedError || e instanceof MapShapeError) return e.message;
-  if (e instanceof BpfError) {
-    if (e.errno === 1 || e.errno === 13) return `${e.message}: permission denied (run as root)`;
-    return e.message;
-  }
-  const err = e as NodeJS.ErrnoException;
-  if (err.code === 'EACCES' || err.code === 'EPERM') return `${err.message} (run as root)`;
-  return err.message ?? String(e);
-}
-
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   program.exitOverride();
@@ -206,7 +193,7 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     log.debug({ err: e }, 'command failed');
-    const msg = oneLine(e);
+    const msg = userMessage(e);
     const [first, ...rest] = msg.split('\n');
     process.stderr.write(`meshbpf: ${first}\n`);
     if (rest.length) process.stderr.write(`${rest.join('\n')}\n`);

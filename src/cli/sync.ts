@@ -1,11 +1,11 @@
 // `meshbpf sync`: one-shot apply of an xDS snapshot file to the kernel maps.
 import type { Command } from 'commander';
-import { loadSnapshotFile, XdsParseError } from '../xds/file.js';
-import { compile, validate } from '../policy/index.js';
+import { loadSnapshotFile } from '../xds/file.js';
+import { compileChecked } from '../policy/index.js';
 import { openMaps } from '../maps/pinned.js';
 import { syncMaps } from '../maps/sync.js';
 import { writeRules } from '../maps/state.js';
-import { UserError } from '../loader/errors.js';
+import { UserError, XdsParseError } from '../errors.js';
 import { addLocalityOptions, localityFrom, sidecarFrom } from './locality.js';
 import { applySidecar, SIDECAR_NEEDS_COOKIE } from '../maps/sidecar.js';
 import { probeFeatures } from '../loader/features.js';
@@ -32,9 +32,10 @@ export function registerSync(program: Command): void {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`${o.xdsFile}: no such file`);
         throw e;
       }
-      const bad = validate(snapshot);
-      if (bad) throw new UserError(`${o.xdsFile}: rejected: ${bad}`);
-      const desired = compile(snapshot, locality);
+      // One compile: it validates as it goes (compiling again after validate() doubled a large sync).
+      const checked = compileChecked(snapshot, locality);
+      if ('error' in checked) throw new UserError(`${o.xdsFile}: rejected: ${checked.error}`);
+      const desired = checked.state;
       const maps = openMaps(o.pinDir);
       try {
         const r = syncMaps(maps, desired);

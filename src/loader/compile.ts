@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BPF_OUT_DIR, BPF_SRC_DIR } from '../paths.js';
-import { UserError } from './errors.js';
+import { UserError } from '../errors.js';
 import { child } from '../log.js';
 
 const log = child('compile');
@@ -45,12 +45,16 @@ export function compileAll(opts: { force?: boolean; outDir?: string; defines?: s
   });
 }
 
+/** The one clang command line for a BPF object (scripts/build.mjs and bench/ use it too). */
+export function clangArgs(src: string, out: string, defines: readonly string[] = []): string[] {
+  return ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', ...multiarchInclude(), `-I${BPF_SRC_DIR}`, ...defines.map((d) => `-D${d}`), '-c', src, '-o', out];
+}
+
 function compileOne(name: string, out: string, defines: string[]): void {
   const src = join(BPF_SRC_DIR, `${name}.c`);
-  const args = ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', ...multiarchInclude(), `-I${BPF_SRC_DIR}`, ...defines.map((d) => `-D${d}`), '-c', src, '-o', out];
   log.debug({ src, out }, 'clang');
   try {
-    execFileSync('clang', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync('clang', clangArgs(src, out, defines), { stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { stderr?: Buffer };
     if (err.code === 'ENOENT') throw new UserError('clang not found: install clang (scripts/setup.sh does) to compile the BPF programs');

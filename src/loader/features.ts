@@ -2,16 +2,21 @@
 // create tiny maps), not by version number. What is missing either stops the
 // load with one clear line, or selects a degraded build of the programs.
 import { AttachType, Helper, MapType, probeHelper, probeMapType, probeProgType, ProgType } from '../sys/libbpf.js';
-import { UserError } from './errors.js';
+import { UserError } from '../errors.js';
 
 export interface Features {
   sockops: boolean;
   skMsg: boolean;
   sockhash: boolean;
   lpmTrie: boolean;
+  /** SK_STORAGE maps and bpf_sk_storage_get from sk_msg (mb_sk_state: the ordering guard) */
+  skStorage: boolean;
   /** bpf_get_netns_cookie callable from sockops and sk_msg (5.15+) */
   netnsCookie: boolean;
 }
+
+/** The oldest kernel the load can work on (cgroup sockops through bpf_link); 5.15 and newer need no degraded build. */
+export const KERNEL_FLOOR = '5.7';
 
 let cached: Features | undefined;
 
@@ -22,6 +27,7 @@ export function probeFeatures(): Features {
     skMsg: probeProgType(ProgType.SK_MSG),
     sockhash: probeMapType(MapType.SOCKHASH),
     lpmTrie: probeMapType(MapType.LPM_TRIE),
+    skStorage: probeMapType(MapType.SK_STORAGE) && probeHelper(ProgType.SK_MSG, Helper.sk_storage_get, AttachType.SK_MSG_VERDICT),
     netnsCookie: probeHelper(ProgType.SOCK_OPS, Helper.get_netns_cookie) && probeHelper(ProgType.SK_MSG, Helper.get_netns_cookie, AttachType.SK_MSG_VERDICT),
   };
   return cached;
@@ -34,7 +40,9 @@ export function requireFeatures(f: Features): string[] {
     f.skMsg ? '' : 'sk_msg programs',
     f.sockhash ? '' : 'SOCKHASH maps',
     f.lpmTrie ? '' : 'LPM_TRIE maps',
+    f.skStorage ? '' : 'socket storage (SK_STORAGE) from sk_msg',
   ].filter(Boolean);
-  if (missing.length) throw new UserError(`this kernel lacks ${missing.join(', ')} (meshbpf needs Linux 5.7 or newer with BPF enabled)`);
+  // The floor stated here is the README's ("Kernel requirements"); a unit test keeps them equal.
+  if (missing.length) throw new UserError(`this kernel lacks ${missing.join(', ')} (meshbpf needs Linux ${KERNEL_FLOOR} or newer with BPF enabled)`);
   return f.netnsCookie ? [] : ['MB_NO_NETNS_COOKIE'];
 }

@@ -2,9 +2,10 @@
 // programs, where sockops is attached, whether sk_msg is on the sockhash.
 // Used by `meshbpf status` and the agent's health check.
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { AttachType, BpfError, closeFd, linkInfo, mapInfo, MAP_TYPE_NAMES, objGet, progInfo, progQuery } from '../sys/libbpf.js';
+import { BpfError } from '../errors.js';
+import { AttachType, closeFd, linkInfo, mapInfo, MAP_TYPE_NAMES, objGet, progInfo, progQuery } from '../sys/libbpf.js';
 import { MAP_NAMES, pinPaths, PROG_NAMES } from '../maps/pinned.js';
-import { cgroupPathById } from './preflight.js';
+import { cachedCgroupPathById } from './preflight.js';
 
 export interface Inspection {
   pinDir: string;
@@ -85,7 +86,7 @@ export function inspect(pinDir: string): Inspection {
     const li = linkInfo(lfd);
     out.sockops.linkId = li.id;
     out.sockops.cgroupId = li.cgroupId ? li.cgroupId.toString() : null;
-    const cg = li.cgroupId ? cgroupPathById(li.cgroupId) : undefined;
+    const cg = li.cgroupId ? cachedCgroupPathById(li.cgroupId) : undefined;
     out.sockops.cgroup = cg ?? null;
     if (cg) {
       const cfd = openSync(cg, 'r');

@@ -8,7 +8,6 @@
 import { existsSync, mkdirSync, openSync, closeSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import {
   AttachType,
-  BpfError,
   closeFd,
   link as linkApi,
   linkDetach,
@@ -33,7 +32,8 @@ import { CGROUP_LINKS, DEFAULT_PIN_DIR, MAP_NAMES, PINNED_MAPS, pinPaths, PROG_N
 import { compileAll } from './compile.js';
 import { probeFeatures, requireFeatures } from './features.js';
 import { checkPrivileges, chooseCgroup, ensureBpffs, type CgroupChoice } from './preflight.js';
-import { UserError } from './errors.js';
+import { BpfError, UserError, VerifierError } from '../errors.js';
+import { CleanupStack } from '../cleanup.js';
 import { child } from '../log.js';
 
 const log = child('loader');
@@ -83,26 +83,6 @@ function describeMismatch(want: MapDef, have: ReturnType<typeof mapInfo>): strin
   return diffs.length ? diffs.join(', ') : undefined;
 }
 
-class Cleanup {
-  private readonly steps: Array<() => void> = [];
-  add(step: () => void): void {
-    this.steps.push(step);
-  }
-  run(): void {
-    for (const s of this.steps.reverse()) {
-      try {
-        s();
-      } catch (e) {
-        log.warn({ err: (e as Error).message }, 'cleanup step failed');
-      }
-    }
-    this.steps.length = 0;
-  }
-  forget(): void {
-    this.steps.length = 0;
-  }
-}
-
 export function load(opts: LoadOptions = {}): LoadResult {
   const pinDir = opts.pinDir ?? DEFAULT_PIN_DIR;
   const sizes = { ...DEFAULT_SIZES, ...stripUndefined(opts) };
@@ -120,7 +100,7 @@ export function load(opts: LoadOptions = {}): LoadResult {
 
   const p = pinPaths(pinDir);
   const upgraded = existsSync(p.sockopsLink);
-  const undo = new Cleanup(); // rolls back what this call created if a later step fails
+  const undo = new CleanupStack(); // rolls back what this call created if a later step fails
   const toClose: ObjHandle[] = [];
   const sharedMapFds = new Map<string, number>(); // one kernel map per name across objects
   const reused = new Set<string>();
@@ -240,7 +220,7 @@ export function load(opts: LoadOptions = {}): LoadResult {
   }
 }
 
-function attachCgroupLink(linkPin: string, prog: { fd: number; handle: ProgHandle }, cgroup: CgroupChoice, undo: Cleanup): number {
+function attachCgroupLink(linkPin: string, prog: { fd: number; handle: ProgHandle }, cgroup: CgroupChoice, undo: CleanupStack): number {
   if (existsSync(linkPin)) {
     const lfd = objGet(linkPin);
     try {
@@ -289,8 +269,8 @@ function verifierError(path: string, err: unknown, bufs: Map<string, Buffer>, me
     const z = buf.indexOf(0);
     const text = buf.toString('utf8', 0, z < 0 ? buf.length : z).trim();
     if (text) {
-      const tail = text.split('\n').slice(-12).join('\n');
-      return new UserError(`the kernel verifier rejected ${name} (${path}); last lines of its log:\n${tail}`);
+      log.debug({ program: name, object: path, verifierLog: text }, 'verifier log');
+      return new VerifierError(name, path, text);
     }
   }
   const why = messages.filter((m) => /error|fail|invalid|unknown|not supported/i.test(m)).slice(-4).join('; ');
@@ -323,7 +303,7 @@ export function unload(opts: { pinDir?: string } = {}): UnloadResult {
     try {
       linkDetach(fd); // detach now, even if another process holds the link
     } catch (e) {
-      if (!(e instanceof BpfError) || e.errno !== 67 /* ENOLINK: already defunct */) throw e;
+      if (!(e instanceof BpfError) || e.code !== 'ENOLINK' /* already defunct */) throw e;
     } finally {
       closeFd(fd);
     }
@@ -337,7 +317,7 @@ export function unload(opts: { pinDir?: string } = {}): UnloadResult {
     try {
       progDetach(pfd, mfd, AttachType.SK_MSG_VERDICT);
     } catch (e) {
-      if (!(e instanceof BpfError) || (e.errno !== 2 && e.errno !== 22)) throw e;
+      if (!(e instanceof BpfError) || (e.code !== 'ENOENT' && e.code !== 'EINVAL')) throw e;
     } finally {
       closeFd(pfd);
       closeFd(mfd);

@@ -3,30 +3,29 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { UserError } from './errors.js';
+import { UserError } from '../errors.js';
 
 const BPF_FS_MAGIC = 0xcafe4a11;
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 
 const CAP_NET_ADMIN = 12;
 const CAP_SYS_ADMIN = 21;
-const CAP_BPF = 39;
 
 export function effectiveCaps(): bigint {
   const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? BigInt(`0x${m[1]}`) : 0n;
 }
 
-export function checkPrivileges(): void {
-  const caps = effectiveCaps();
+/**
+ * What meshbpf is tested with: CAP_SYS_ADMIN (bpf(2) on kernels without
+ * CAP_BPF, mounting bpffs) and CAP_NET_ADMIN (sockops/sk_msg, cgroup attach).
+ * CAP_BPF alone is not enough for that, so it is not offered as a way out.
+ */
+export function checkPrivileges(caps: bigint = effectiveCaps()): void {
   const has = (c: number) => (caps & (1n << BigInt(c))) !== 0n;
-  const missing = [
-    has(CAP_BPF) || has(CAP_SYS_ADMIN) ? '' : 'CAP_BPF',
-    has(CAP_NET_ADMIN) ? '' : 'CAP_NET_ADMIN',
-    has(CAP_SYS_ADMIN) ? '' : 'CAP_SYS_ADMIN',
-  ].filter(Boolean);
+  const missing = [has(CAP_SYS_ADMIN) ? '' : 'CAP_SYS_ADMIN', has(CAP_NET_ADMIN) ? '' : 'CAP_NET_ADMIN'].filter(Boolean);
   if (missing.length) {
-    throw new UserError(`meshbpf needs root (or ${missing.join(', ')}) to load BPF programs; run it with sudo`);
+    throw new UserError(`meshbpf needs root (it lacks ${missing.join(' and ')}) to load BPF programs; run it with sudo`);
   }
 }
 
@@ -110,6 +109,28 @@ export function chooseCgroup(explicit: string | undefined): CgroupChoice {
     path = found;
   }
   return { path, id: BigInt(statSync(path).ino), isRoot: resolve(path) === resolve(mount) };
+}
+
+const knownCgroups = new Map<bigint, string>();
+
+/**
+ * cgroupPathById, remembered: a path found before is confirmed with one stat
+ * (the id is its inode), so status, /healthz and every /metrics scrape do not
+ * walk the cgroup tree again. The tree is walked when the cgroup moved or went.
+ */
+export function cachedCgroupPathById(id: bigint, walk: (id: bigint) => string | undefined = cgroupPathById): string | undefined {
+  const known = knownCgroups.get(id);
+  if (known !== undefined) {
+    try {
+      if (BigInt(statSync(known).ino) === id) return known;
+    } catch {
+      // gone: walk again below
+    }
+    knownCgroups.delete(id);
+  }
+  const found = walk(id);
+  if (found !== undefined) knownCgroups.set(id, found);
+  return found;
 }
 
 /** Find a cgroup's path from its id (inode) under the v2 mount; undefined if gone. */

@@ -3,10 +3,8 @@
 // { key: "<counter>", value: <sum over CPUs> }.
 import { readStats, type MapName, type MeshMaps } from './pinned.js';
 import { STAT_NAMES, type SockKey } from './codecs.js';
-import { mapLookup } from '../sys/libbpf.js';
 
 export type DumpEntry = { key: unknown; value: unknown };
-export type Dump = Partial<Record<MapName, DumpEntry[]>>;
 
 export function dumpMap(maps: MeshMaps, name: MapName): DumpEntry[] {
   switch (name) {
@@ -14,12 +12,11 @@ export function dumpMap(maps: MeshMaps, name: MapName): DumpEntry[] {
       // A sockhash lookup from user space returns the socket cookie (value_size 8);
       // kernels that refuse it get null.
       const out: DumpEntry[] = [];
-      const vb = Buffer.alloc(8);
       for (const kb of maps.sockets.rawKeys()) {
         const k = maps.sockets.keyCodec.decode(kb, 0);
         let cookie: string | null = null;
         try {
-          if (mapLookup(maps.sockets.fd, kb, vb)) cookie = vb.readBigUInt64LE(0).toString();
+          cookie = maps.sockets.lookupRaw(kb)?.readBigUInt64LE(0).toString() ?? null;
         } catch {
           cookie = null;
         }

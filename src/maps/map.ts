@@ -1,26 +1,11 @@
 // Typed wrapper over one kernel map: a fd plus a key and a value codec.
 // Miss convention: get() -> undefined, delete() -> boolean; exceptions only for
-// real errors (BpfError with errno/code/call).
-import {
-  BpfError,
-  BPF_ANY,
-  closeFd,
-  mapDelete,
-  mapDeleteBatch,
-  mapInfo,
-  mapLookup,
-  mapNextKey,
-  mapUpdate,
-  mapUpdateBatch,
-  MAP_TYPE_NAMES,
-  numPossibleCpus,
-  type MapInfo,
-} from '../sys/libbpf.js';
+// real errors (BpfError with errno/code/call). The syscalls come through
+// MapSyscalls (sys/syscalls.ts), which unit tests replace with a fake.
+import { BPF_ANY, MAP_TYPE_NAMES } from '../sys/libbpf.js';
+import { kernelMaps, type MapInfo, type MapSyscalls } from '../sys/syscalls.js';
+import { BatchError, MapShapeError } from '../errors.js';
 import type { Codec } from './codecs.js';
-
-export class MapShapeError extends Error {
-  override name = 'MapShapeError';
-}
 
 /** Batch size: large enough to amortise the syscall, small enough for the kernel's copy. */
 const BATCH = 4096;
@@ -36,8 +21,9 @@ export class BpfMap<K, V> {
     readonly keyCodec: Codec<K>,
     readonly valueCodec: Codec<V>,
     readonly label: string,
+    private readonly sys: MapSyscalls = kernelMaps,
   ) {
-    this.info = mapInfo(fd);
+    this.info = sys.info(fd);
     if (this.info.keySize !== keyCodec.size || this.info.valueSize !== valueCodec.size) {
       throw new MapShapeError(
         `${label}: kernel map has key ${this.info.keySize} B / value ${this.info.valueSize} B, meshbpf expects ${keyCodec.size} / ${valueCodec.size} (a different meshbpf version pinned it?)`,
@@ -53,7 +39,7 @@ export class BpfMap<K, V> {
     const kb = Buffer.alloc(this.keyCodec.size);
     this.keyCodec.encode(kb, 0, k);
     const vb = Buffer.alloc(this.valueCodec.size);
-    return mapLookup(this.fd, kb, vb) ? this.valueCodec.decode(vb, 0) : undefined;
+    return this.sys.lookup(this.fd, kb, vb) ? this.valueCodec.decode(vb, 0) : undefined;
   }
 
   set(k: K, v: V, flags = BPF_ANY): void {
@@ -61,13 +47,13 @@ export class BpfMap<K, V> {
     this.keyCodec.encode(kb, 0, k);
     const vb = Buffer.alloc(this.valueCodec.size);
     this.valueCodec.encode(vb, 0, v);
-    mapUpdate(this.fd, kb, vb, flags);
+    this.sys.update(this.fd, kb, vb, flags);
   }
 
   delete(k: K): boolean {
     const kb = Buffer.alloc(this.keyCodec.size);
     this.keyCodec.encode(kb, 0, k);
-    return mapDelete(this.fd, kb);
+    return this.sys.delete(this.fd, kb);
   }
 
   /** Raw keys, in kernel iteration order. */
@@ -75,7 +61,7 @@ export class BpfMap<K, V> {
     let prev: Buffer | null = null;
     for (;;) {
       const next = Buffer.alloc(this.keyCodec.size);
-      if (!mapNextKey(this.fd, prev, next)) return;
+      if (!this.sys.nextKey(this.fd, prev, next)) return;
       yield next;
       prev = next;
     }
@@ -85,12 +71,23 @@ export class BpfMap<K, V> {
     for (const kb of this.rawKeys()) yield this.keyCodec.decode(kb, 0);
   }
 
+  /** Raw value for raw key bytes, or undefined on a miss. */
+  lookupRaw(kb: Buffer): Buffer | undefined {
+    const vb = Buffer.alloc(this.valueCodec.size);
+    return this.sys.lookup(this.fd, kb, vb) ? vb : undefined;
+  }
+
+  /** Raw entries (fresh buffers); an entry deleted between next_key and lookup is skipped. */
+  *rawEntries(): Generator<[Buffer, Buffer]> {
+    for (const kb of this.rawKeys()) {
+      const vb = this.lookupRaw(kb);
+      if (vb) yield [kb, vb];
+    }
+  }
+
   /** Entries; an entry deleted between next_key and lookup is skipped. */
   *entries(): Generator<[K, V]> {
-    const vb = Buffer.alloc(this.valueCodec.size);
-    for (const kb of this.rawKeys()) {
-      if (mapLookup(this.fd, kb, vb)) yield [this.keyCodec.decode(kb, 0), this.valueCodec.decode(vb, 0)];
-    }
+    for (const [kb, vb] of this.rawEntries()) yield [this.keyCodec.decode(kb, 0), this.valueCodec.decode(vb, 0)];
   }
 
   count(): number {
@@ -124,17 +121,17 @@ export class BpfMap<K, V> {
       try {
         while (done < n) {
           const m = Math.min(BATCH, n - done);
-          mapUpdateBatch(this.fd, keys.subarray(done * ks, (done + m) * ks), values.subarray(done * vs, (done + m) * vs), m);
+          this.sys.updateBatch(this.fd, keys.subarray(done * ks, (done + m) * ks), values.subarray(done * vs, (done + m) * vs), m);
           done += m;
         }
         this.batchOk = true;
         return;
       } catch (e) {
-        if (!(e instanceof BpfError) || !isNoBatch(e) || this.batchOk === true) throw e;
+        if (!(e instanceof BatchError) || !isNoBatch(e) || this.batchOk === true) throw e;
         this.batchOk = false; // this map type (e.g. LPM trie) or kernel has no batch op
       }
     }
-    for (let i = done; i < n; i++) mapUpdate(this.fd, keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+    for (let i = done; i < n; i++) this.sys.update(this.fd, keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs), BPF_ANY);
   }
 
   /** Delete many keys; missing keys are not an error. Returns how many existed. */
@@ -158,20 +155,20 @@ export class BpfMap<K, V> {
       let from = 0;
       if (this.batchOk !== false) {
         try {
-          existed += mapDeleteBatch(this.fd, keys, chunk.length);
+          existed += this.sys.deleteBatch(this.fd, keys, chunk.length);
           this.batchOk = true;
           continue;
         } catch (e) {
-          if (!(e instanceof BpfError)) throw e;
+          if (!(e instanceof BatchError)) throw e;
           // The batch stops at the first failing key (ENOENT for a key already
           // gone); finish one by one from there.
-          from = (e as BpfError & { applied?: number }).applied ?? 0;
+          from = e.applied;
           existed += from;
           if (isNoBatch(e) && this.batchOk !== true) this.batchOk = false;
-          else if (e.errno !== 2) throw e;
+          else if (e.code !== 'ENOENT') throw e;
         }
       }
-      for (let i = from; i < chunk.length; i++) if (mapDelete(this.fd, keys.subarray(i * ks, (i + 1) * ks))) existed++;
+      for (let i = from; i < chunk.length; i++) if (this.sys.delete(this.fd, keys.subarray(i * ks, (i + 1) * ks))) existed++;
     }
     return existed;
   }
@@ -179,12 +176,13 @@ export class BpfMap<K, V> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    closeFd(this.fd);
+    this.sys.close(this.fd);
   }
 }
 
-function isNoBatch(e: BpfError): boolean {
-  return e.errno === 22 /* EINVAL */ || e.errno === 95 /* EOPNOTSUPP */ || e.errno === 524 /* ENOTSUPP */;
+/** What the kernel answers for a map type (LPM trie) or kernel (< 5.6) without batch ops. */
+function isNoBatch(e: BatchError): boolean {
+  return e.code === 'EINVAL' || e.code === 'EOPNOTSUPP' || e.code === 'ENOTSUPP';
 }
 
 /** PERCPU_ARRAY of u64 counters: values are summed over possible CPUs. */
@@ -196,12 +194,13 @@ export class PerCpuCounters {
   constructor(
     readonly fd: number,
     readonly label: string,
+    private readonly sys: MapSyscalls = kernelMaps,
   ) {
-    this.info = mapInfo(fd);
+    this.info = sys.info(fd);
     if (this.info.keySize !== 4 || this.info.valueSize !== 8) {
       throw new MapShapeError(`${label}: expected u32 -> u64 per-CPU array, kernel has key ${this.info.keySize} B / value ${this.info.valueSize} B`);
     }
-    this.cpus = numPossibleCpus();
+    this.cpus = sys.possibleCpus();
   }
 
   /** Sum of one slot over every CPU. */
@@ -209,7 +208,7 @@ export class PerCpuCounters {
     const kb = Buffer.alloc(4);
     kb.writeUInt32LE(index, 0);
     const vb = Buffer.alloc(8 * this.cpus); // per-CPU values are 8-byte aligned
-    if (!mapLookup(this.fd, kb, vb)) return 0n;
+    if (!this.sys.lookup(this.fd, kb, vb)) return 0n;
     let sum = 0n;
     for (let c = 0; c < this.cpus; c++) sum += vb.readBigUInt64LE(c * 8);
     return sum;
@@ -224,6 +223,6 @@ export class PerCpuCounters {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    closeFd(this.fd);
+    this.sys.close(this.fd);
   }
 }

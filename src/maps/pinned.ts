@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { objGet } from '../sys/libbpf.js';
 import { BpfMap, PerCpuCounters } from './map.js';
+import { NotLoadedError } from '../errors.js';
 import {
   legValue,
   sidecarConfig,
@@ -72,9 +73,6 @@ export interface MeshMaps {
   close(): void;
 }
 
-export class NotLoadedError extends Error {
-  override name = 'NotLoadedError';
-}
 
 export function openMaps(pinDir: string, opts: { readOnly?: boolean } = {}): MeshMaps {
   const p = pinPaths(pinDir);

@@ -2,6 +2,7 @@
 // IPv4 as IPv4-mapped (::ffff:a.b.c.d), exactly as the kernel ABI does
 // (bpf/include/meshbpf.h). One parser, one formatter: do not write another.
 import { isIPv4, isIPv6 } from 'node:net';
+import { AddressError } from '../errors.js';
 
 export type Family = 4 | 6;
 
@@ -19,9 +20,6 @@ export interface Cidr {
 
 const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
 
-export class AddressError extends Error {
-  override name = 'AddressError';
-}
 
 function parseV4Into(s: string, out: Buffer, off: number): void {
   const parts = s.split('.');
@@ -215,9 +213,20 @@ export function formatCidr(c: Cidr): string {
   return `${formatIp(c.ip.bytes)}/${v4 ? c.prefixLen - 96 : c.prefixLen}`;
 }
 
-/** Does the prefix contain the address? */
-export function cidrContains(c: Cidr, ip: Ip): boolean {
-  return maskBytes(ip.bytes, c.prefixLen).equals(c.ip.bytes);
+/**
+ * Does the prefix (16 bytes + length over 16 bytes) contain the 16-byte
+ * address? The one implementation (the compiler and explain use it); no
+ * allocation, since the compiler calls it per endpoint. IPv4 and IPv6 never
+ * mix: an IPv4 prefix covers the ::ffff: bytes.
+ */
+export function cidrContains(p: { readonly bytes: Buffer; readonly prefixLen: number }, addr: Buffer): boolean {
+  // Compare whole bytes, then the partial byte.
+  const full = p.prefixLen >> 3;
+  for (let i = 0; i < full; i++) if (p.bytes[i] !== addr[i]) return false;
+  const bits = p.prefixLen & 7;
+  if (bits === 0) return true;
+  const mask = (0xff << (8 - bits)) & 0xff;
+  return ((p.bytes[full] ?? 0) & mask) === ((addr[full] ?? 0) & mask);
 }
 
 export function isLoopback(ip: Ip): boolean {

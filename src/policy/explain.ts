@@ -1,7 +1,8 @@
 // explain(): why a destination gets the verdict it gets, from a DesiredState
-// alone (pure). It mirrors the kernel's decision (bpf/sockops.c): both ends
-// LOCAL, same network, and a BYPASS verdict for the server side's ip:port.
-import { formatIp, parseIp, parsePort, type Ip } from '../net/ip.js';
+// alone (pure). The kernel's decision (bpf/sockops.c: both ends LOCAL, same
+// network, and a BYPASS verdict for the server side's ip:port) is written once,
+// in sockopsBlockers(), which `meshbpf policy explain` (cli/explain.ts) uses too.
+import { cidrContains, formatIp, parseIp, parsePort, type Ip } from '../net/ip.js';
 import type { DesiredState, EndpointEntry, PolicyEntry } from './types.js';
 import type { CompiledState } from './compile.js';
 
@@ -52,20 +53,42 @@ function index(state: DesiredState): Index {
   return ix;
 }
 
-function contains(p: { bytes: Buffer; prefixLen: number }, b: Buffer): boolean {
-  for (let bit = 0; bit < p.prefixLen; bit += 8) {
-    const i = bit >> 3;
-    const n = Math.min(8, p.prefixLen - bit);
-    const mask = (0xff << (8 - n)) & 0xff;
-    if (((p.bytes[i] ?? 0) & mask) !== ((b[i] ?? 0) & mask)) return false;
-  }
-  return true;
+/** One end of a connection as the kernel's mb_endpoints lookup sees it. */
+export interface EndFacts {
+  local: boolean;
+  networkId: number;
+}
+
+/** What keeps a connection off the bypass; none set: sockops short-circuits it. */
+export interface Blockers {
+  /** no verdict (or 'none') for the server's ip:port: unknown stays on the normal path */
+  noVerdict: boolean;
+  proxy: boolean;
+  dstNotLocal: boolean;
+  srcNotLocal: boolean;
+  otherNetwork: boolean;
+}
+
+/**
+ * The sockops rule in TypeScript, the one copy: a connection src -> dst with
+ * this verdict is short-circuited only when both ends are local, on one
+ * network, and the verdict is bypass. An end without an endpoint entry is
+ * undefined (not local).
+ */
+export function sockopsBlockers(verdict: 'bypass' | 'proxy' | 'none' | undefined, dst: EndFacts | undefined, src: EndFacts | undefined): Blockers {
+  return {
+    noVerdict: verdict === undefined || verdict === 'none',
+    proxy: verdict === 'proxy',
+    dstNotLocal: !dst?.local,
+    srcNotLocal: !src?.local,
+    otherNetwork: src !== undefined && dst !== undefined && src.networkId !== dst.networkId,
+  };
 }
 
 function lookup(state: DesiredState, ip: Ip): EndpointMatch {
   const ix = index(state);
   const text = formatIp(ip.bytes);
-  const entry = ix.hosts.get(text) ?? ix.prefixes.find((p) => contains(p, ip.bytes))?.e;
+  const entry = ix.hosts.get(text) ?? ix.prefixes.find((p) => cidrContains(p, ip.bytes))?.e;
   const m: EndpointMatch = { ip: text };
   if (entry) {
     m.entry = entry;
@@ -122,11 +145,13 @@ export function explain(
     const f = lookup(state, parseIp(from));
     out.from = f;
     reasons.push(describe('source', f));
+    const b = sockopsBlockers(verdict, d.entry, f.entry);
     const why: string[] = [];
-    if (!f.entry?.local) why.push('source is not a local address');
-    if (!d.entry?.local) why.push('destination is not a local address');
-    if (f.entry && d.entry && f.entry.networkId !== d.entry.networkId) why.push('ends are on different networks');
-    if (verdict !== 'bypass') why.push(verdict === 'proxy' ? 'verdict is proxy' : 'no bypass verdict');
+    if (b.srcNotLocal) why.push('source is not a local address');
+    if (b.dstNotLocal) why.push('destination is not a local address');
+    if (b.otherNetwork) why.push('ends are on different networks');
+    if (b.proxy) why.push('verdict is proxy');
+    else if (b.noVerdict) why.push('no bypass verdict');
     out.shortCircuit = why.length === 0;
     reasons.push(out.shortCircuit ? 'short-circuit: both ends local on one network and the destination is bypass' : `normal path: ${why.join('; ')}`);
   }

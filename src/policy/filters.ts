@@ -2,7 +2,7 @@
 // recognised by typed_config "@type" (the legacy filter name only when there is
 // no typed_config). Only filters listed here as harmless may sit next to a
 // tcp_proxy in a BYPASS chain; anything unknown makes the chain PROXY, so an
-// unknown filter never widens what is bypassed (DESIGN.md section 5).
+// unknown filter never widens what is bypassed (README, "What decides a bypass").
 import type { Json, JsonObject } from '../xds/types.js';
 import { arr, obj, path, str } from './json.js';
 

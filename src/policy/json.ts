@@ -16,10 +16,6 @@ export function str(v: Json | undefined): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-export function bool(v: Json | undefined): boolean {
-  return v === true;
-}
-
 /** proto3-JSON numbers may be printed as strings (64-bit ints); accept both. */
 export function num(v: Json | undefined): number | undefined {
   if (typeof v === 'number') return v;
@@ -43,9 +39,5 @@ export class Problems {
   readonly list: string[] = [];
   add(msg: string): void {
     if (this.list.length < 20) this.list.push(msg);
-  }
-  /** Field present but not of the expected shape. */
-  shape(where: string, field: string, want: string, v: Json | undefined): void {
-    if (v !== undefined && v !== null) this.add(`${where}: ${field} must be ${want}`);
   }
 }

@@ -1,6 +1,6 @@
 // Real peers from Debian (iperf3) driven inside a Topology's pods.
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { UserError } from '../loader/errors.js';
+import { UserError } from '../errors.js';
 import type { Topology } from './topology.js';
 
 export function requireTool(bin: string, pkg = bin): void {

@@ -21,11 +21,10 @@ import { buildNode, type NodeOptions } from './node.js';
 import { mustType } from './protos.js';
 import { applyDelta, applySotw, decodeAndValidate, sameResources, type RawAny } from './state.js';
 import { edsNames } from './validate.js';
+import { KIND_NAMES, KINDS, kindOfType, resourcesOf } from './kinds.js';
 import {
   emptySnapshot,
   emptyTypeStatus,
-  kindOf,
-  TYPE_URL,
   type ConnectionState,
   type Json,
   type JsonObject,
@@ -33,6 +32,7 @@ import {
   type XdsKind,
   type XdsSnapshot,
   type XdsSource,
+  type XdsSourceEvents,
   type XdsStateEvent,
   type XdsStatus,
 } from './types.js';
@@ -94,16 +94,7 @@ interface StreamState {
 
 type Msg = Record<string, unknown>;
 
-export interface XdsClient {
-  on(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
-  on(event: 'state', fn: (e: XdsStateEvent) => void): this;
-  off(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
-  off(event: 'state', fn: (e: XdsStateEvent) => void): this;
-  once(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
-  once(event: 'state', fn: (e: XdsStateEvent) => void): this;
-}
-
-export class XdsClient extends EventEmitter implements XdsSource {
+export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSource {
   private readonly opts: XdsClientOptions;
   private readonly mode: 'sotw' | 'delta';
   private readonly log: Logger;
@@ -311,13 +302,14 @@ export class XdsClient extends EventEmitter implements XdsSource {
     s.requested.add(kind);
     if (kind === 'lds') this.ldsWanted = true;
     if (this.mode === 'sotw') {
-      if (kind === 'eds' && names) s.eds = new Set(names);
+      if (KINDS[kind].byName && names) s.eds = new Set(names);
       this.write(s, this.sotwRequest(s, kind));
       return;
     }
-    const req: JsonObject = { type_url: TYPE_URL[kind] };
-    const first = kind !== 'eds' || s.eds.size === 0;
-    if (kind === 'eds' && names) {
+    const req: JsonObject = { type_url: KINDS[kind].typeUrl };
+    const byName = KINDS[kind].byName;
+    const first = !byName || s.eds.size === 0;
+    if (byName && names) {
       const add = [...names].filter((n) => !s.eds.has(n));
       const del = [...s.eds].filter((n) => !names.has(n));
       if (add.length) req.resource_names_subscribe = add;
@@ -328,17 +320,17 @@ export class XdsClient extends EventEmitter implements XdsSource {
     if (nonce) req.response_nonce = nonce;
     if (first) {
       const iv: JsonObject = {};
-      for (const [n, v] of this.resourceVersions[kind]) if (kind !== 'eds' || s.eds.has(n)) iv[n] = v;
+      for (const [n, v] of this.resourceVersions[kind]) if (!byName || s.eds.has(n)) iv[n] = v;
       if (Object.keys(iv).length) req.initial_resource_versions = iv;
     }
     this.write(s, req);
   }
 
   private sotwRequest(s: StreamState, kind: XdsKind): JsonObject {
-    const req: JsonObject = { type_url: TYPE_URL[kind] };
+    const req: JsonObject = { type_url: KINDS[kind].typeUrl };
     const v = this.accepted[kind];
     if (v) req.version_info = v;
-    if (kind === 'eds') req.resource_names = [...s.eds];
+    if (KINDS[kind].byName) req.resource_names = [...s.eds];
     const nonce = s.nonce[kind];
     if (nonce) req.response_nonce = nonce;
     return req;
@@ -349,7 +341,7 @@ export class XdsClient extends EventEmitter implements XdsSource {
     s.gotResponse = true;
     const typeUrl = String(res.type_url ?? '');
     const nonce = String(res.nonce ?? '');
-    const kind = kindOf(typeUrl);
+    const kind = kindOfType(typeUrl);
     if (!kind) {
       this.log.warn({ typeUrl }, 'xds: response for a type we did not ask for; ignored');
       return;
@@ -365,7 +357,7 @@ export class XdsClient extends EventEmitter implements XdsSource {
     const anys = ((res.resources ?? []) as RawAny[]).map((any) => ({ any }));
     const { ok, errors } = decodeAndValidate(kind, anys);
     if (errors.length) return this.nack(s, kind, version, nonce, errors.join('; '));
-    const wanted = kind === 'eds' ? s.eds : undefined;
+    const wanted = KINDS[kind].byName ? s.eds : undefined;
     const next = applySotw(this.current, kind, ok, version, wanted);
     if (!this.commit(s, kind, next, version, nonce)) return;
     this.write(s, this.sotwRequest(s, kind));
@@ -394,13 +386,15 @@ export class XdsClient extends EventEmitter implements XdsSource {
       if (key !== undefined) rv.set(key, it.version);
     });
     this.syncResourceVersions();
-    this.write(s, { type_url: TYPE_URL[kind], response_nonce: nonce });
+    this.write(s, { type_url: KINDS[kind].typeUrl, response_nonce: nonce });
   }
 
   /** Forget per-resource versions of resources no longer held (e.g. EDS of a removed cluster). */
   private syncResourceVersions(): void {
-    const held: Record<XdsKind, Map<string, unknown>> = { cds: this.current.clusters, eds: this.current.endpoints, lds: this.current.listeners };
-    for (const k of ['cds', 'eds', 'lds'] as const) for (const n of [...this.resourceVersions[k].keys()]) if (!held[k].has(n)) this.resourceVersions[k].delete(n);
+    for (const k of KIND_NAMES) {
+      const held = resourcesOf(this.current, k);
+      for (const n of [...this.resourceVersions[k].keys()]) if (!held.has(n)) this.resourceVersions[k].delete(n);
+    }
   }
 
   /** Run the consumer veto, then make `next` current. Returns false when vetoed (NACK sent). */
@@ -423,9 +417,7 @@ export class XdsClient extends EventEmitter implements XdsSource {
     t.lastAckNonce = nonce;
     t.lastAckAt = new Date();
     t.acks++;
-    for (const k of ['cds', 'eds', 'lds'] as const) {
-      this.st.types[k].resources = (k === 'cds' ? next.clusters : k === 'eds' ? next.endpoints : next.listeners).size;
-    }
+    for (const k of KIND_NAMES) this.st.types[k].resources = resourcesOf(next, k).size;
     this.log.debug({ type: kind, version, nonce }, 'xds: ACK');
     this.emitState({ kind: 'ack', type: kind, version, nonce });
     if (changed) this.emit('snapshot', next);
@@ -444,7 +436,7 @@ export class XdsClient extends EventEmitter implements XdsSource {
     if (this.mode === 'sotw') {
       this.write(s, { ...this.sotwRequest(s, kind), error_detail: detail });
     } else {
-      this.write(s, { type_url: TYPE_URL[kind], response_nonce: nonce, error_detail: detail });
+      this.write(s, { type_url: KINDS[kind].typeUrl, response_nonce: nonce, error_detail: detail });
     }
     this.emitState({ kind: 'nack', type: kind, version, nonce, error });
   }

@@ -8,33 +8,27 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
+import { XdsParseError } from '../errors.js';
 import { child } from '../log.js';
 import { canonical } from './state.js';
-import { isObject, validateSet } from './validate.js';
+import { isObject } from './validate.js';
+import { kindOfType, resourcesOf, validateSet } from './kinds.js';
 import {
   emptySnapshot,
   emptyTypeStatus,
-  TYPE_CLUSTER,
-  TYPE_ENDPOINT,
-  TYPE_LISTENER,
   type Json,
   type JsonObject,
   type SnapshotValidator,
   type XdsKind,
   type XdsSnapshot,
   type XdsSource,
+  type XdsSourceEvents,
   type XdsStateEvent,
   type XdsStatus,
 } from './types.js';
 
 const ADMIN = 'type.googleapis.com/envoy.admin.v3.';
 
-export class XdsParseError extends Error {
-  override name = 'XdsParseError';
-  constructor(readonly reasons: string[]) {
-    super(reasons.join('; '));
-  }
-}
 
 export interface ParseResult {
   snapshot: XdsSnapshot;
@@ -55,13 +49,6 @@ function strip(r: JsonObject): JsonObject {
   // Inside a dump a resource is an Any ("@type" + fields); in the snapshot it is the message itself.
   const { '@type': _t, ...body } = r;
   return body;
-}
-
-function kindOfType(t: Json | undefined): XdsKind | undefined {
-  if (t === TYPE_CLUSTER) return 'cds';
-  if (t === TYPE_ENDPOINT) return 'eds';
-  if (t === TYPE_LISTENER) return 'lds';
-  return undefined;
 }
 
 /** A static listener may have no name (Envoy makes one up); key it by address the way Istio names listeners. */
@@ -185,7 +172,7 @@ export function snapshotFromDocument(doc: Json, source = '<input>'): ParseResult
     const named = c[kind].filter((x) => x.key === undefined);
     const v = validateSet(kind, named);
     errors.push(...v.errors);
-    const target = kind === 'cds' ? snap.clusters : kind === 'eds' ? snap.endpoints : snap.listeners;
+    const target = resourcesOf(snap, kind);
     for (const [k, r] of v.ok) target.set(k, r);
     // static listeners without a name: validate everything but the name, key by address
     for (const x of c[kind].filter((y) => y.key !== undefined)) {
@@ -217,22 +204,13 @@ export interface XdsFileSourceOptions {
   logger?: Logger;
 }
 
-export interface XdsFileSource {
-  on(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
-  on(event: 'state', fn: (e: XdsStateEvent) => void): this;
-  off(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
-  off(event: 'state', fn: (e: XdsStateEvent) => void): this;
-  once(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
-  once(event: 'state', fn: (e: XdsStateEvent) => void): this;
-}
-
 /**
  * Watches a config_dump / resource-list file. Watches the directory (editors
  * and `kubectl cp` replace files by rename, which a file watch would miss),
  * debounces, re-reads, and keeps the last good snapshot when the new content
  * is invalid (status().lastError and a 'state' {kind:'error'} say why).
  */
-export class XdsFileSource extends EventEmitter implements XdsSource {
+export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsSource {
   private readonly opts: XdsFileSourceOptions;
   private readonly log: Logger;
   private current: XdsSnapshot = emptySnapshot();
@@ -346,7 +324,7 @@ export class XdsFileSource extends EventEmitter implements XdsSource {
       t.lastAckAt = now;
       const v = result.snapshot.versions[k];
       if (v !== undefined) t.lastAckVersion = v;
-      t.resources = (k === 'cds' ? result.snapshot.clusters : k === 'eds' ? result.snapshot.endpoints : result.snapshot.listeners).size;
+      t.resources = resourcesOf(result.snapshot, k).size;
     }
     if (result.ignored.length) this.log.debug({ ignored: result.ignored }, 'xds file: entries not used');
     this.emit('state', { kind: 'loaded', path: this.opts.path } satisfies XdsStateEvent);

@@ -4,19 +4,10 @@
 // unwrapped, Struct as plain JSON, every Any expanded with "@type" when its
 // type is loaded and kept opaque ({"@type", "value": base64}) when it is not.
 import protobuf from 'protobufjs';
+import { ProtoJsonError } from '../errors.js';
 import { lookupType } from './protos.js';
 import type { Json, JsonObject } from './types.js';
 
-/** An Any (or field) that could not be converted; `path` says where. */
-export class ProtoJsonError extends Error {
-  override name = 'ProtoJsonError';
-  constructor(
-    message: string,
-    readonly path: string,
-  ) {
-    super(path ? `${path}: ${message}` : message);
-  }
-}
 
 const WRAPPERS = new Set([
   'google.protobuf.DoubleValue',

@@ -4,7 +4,8 @@
 //            (Kmesh-style "last address wins" loses dual-stack peers), plus
 //            NAMESPACE, NODE_NAME, CLUSTER_ID, NETWORK when configured.
 import os from 'node:os';
-import { formatIp, parseIp } from '../net/ip.js';
+import { formatIp, isLoopback, parseIp } from '../net/ip.js';
+import { VERSION } from '../paths.js';
 import type { Json, JsonObject } from './types.js';
 
 export interface NodeOptions {
@@ -49,8 +50,7 @@ export function discoverNodeIps(ifaces: Ifaces = os.networkInterfaces()): string
       }
       const b = ip.bytes;
       if (ip.family === 6 && b[0] === 0xfe && ((b[1] ?? 0) & 0xc0) === 0x80) continue; // fe80::/10
-      if (ip.family === 4 && b[12] === 127) continue;
-      if (ip.family === 6 && b.equals(Buffer.from('00000000000000000000000000000001', 'hex'))) continue;
+      if (isLoopback(ip)) continue;
       const text = formatIp(b);
       if (seen.has(text)) continue;
       seen.add(text);
@@ -93,7 +93,7 @@ export function buildNode(o: NodeOptions): JsonObject {
     cluster: o.cluster ?? `meshbpf.${o.namespace}`,
     metadata: md,
     user_agent_name: 'meshbpf',
-    user_agent_version: o.userAgentVersion ?? '0.1.0',
+    user_agent_version: o.userAgentVersion ?? VERSION,
   };
   if (o.locality) {
     const loc: { [k: string]: Json } = {};

@@ -2,10 +2,12 @@
 // response's resources, validate them, and compute the next snapshot. Nothing
 // here mutates its inputs, so "keep the last good state" is just "do not
 // assign the candidate".
-import { anyToJson, ProtoJsonError } from './json.js';
+import { ProtoJsonError } from '../errors.js';
+import { anyToJson } from './json.js';
 import { lookupType } from './protos.js';
-import { edsNames, label, validateSet } from './validate.js';
-import { TYPE_URL, type JsonObject, type XdsKind, type XdsSnapshot } from './types.js';
+import { edsNames } from './validate.js';
+import { KINDS, label, resourcesOf, validateSet } from './kinds.js';
+import type { JsonObject, XdsKind, XdsSnapshot } from './types.js';
 
 const TYPE_RESOURCE_WRAPPER = 'type.googleapis.com/envoy.service.discovery.v3.Resource';
 
@@ -24,7 +26,7 @@ export interface DecodedItem {
 /** Decode one Any carrying a resource of `kind`. Returns the JSON or a reason. */
 export function decodeResourceAny(kind: XdsKind, any: RawAny, index: number): JsonObject | string {
   const url = any.type_url ?? '';
-  const expect = TYPE_URL[kind];
+  const expect = KINDS[kind].typeUrl;
   if (url === TYPE_RESOURCE_WRAPPER) return `${label(kind, undefined, index)}: wrapped Resource not supported in SotW`;
   if (url !== expect) return `${label(kind, undefined, index)}: type ${url || '(none)'} in a ${expect} response`;
   try {
@@ -41,10 +43,11 @@ export function decodeResourceAny(kind: XdsKind, any: RawAny, index: number): Js
 // (protobufjs leaves Any bytes alone): read its name so the reason names it.
 function shallowName(kind: XdsKind, any: RawAny): JsonObject | undefined {
   try {
-    const t = lookupType(TYPE_URL[kind]);
+    const { typeUrl, nameField } = KINDS[kind];
+    const t = lookupType(typeUrl);
     const m = t?.decode(any.value ?? new Uint8Array()) as unknown as Record<string, unknown> | undefined;
-    const n = m?.[kind === 'eds' ? 'cluster_name' : 'name'];
-    if (typeof n === 'string' && n) return kind === 'eds' ? { cluster_name: n } : { name: n };
+    const n = m?.[nameField];
+    if (typeof n === 'string' && n) return { [nameField]: n };
   } catch {
     // fall through: the outer message itself is unparseable
   }
@@ -118,16 +121,14 @@ function setVersion(s: XdsSnapshot, kind: XdsKind, version: string | undefined):
  */
 export function applySotw(prev: XdsSnapshot, kind: XdsKind, resources: Map<string, JsonObject>, version: string, subscribedEds?: Set<string>): XdsSnapshot {
   const s = copy(prev);
-  if (kind === 'cds') {
-    s.clusters = new Map(resources);
-    prune(s);
-  } else if (kind === 'lds') {
-    s.listeners = new Map(resources);
-  } else {
+  const d = KINDS[kind];
+  if (d.byName) {
     const wanted = subscribedEds ?? edsNames(s.clusters.values());
     for (const [k, v] of resources) if (wanted.has(k)) s.endpoints.set(k, v);
-    prune(s);
+  } else {
+    s[d.snapshotKey] = new Map(resources);
   }
+  if (d.prunesEndpoints) prune(s);
   setVersion(s, kind, version);
   return canonical(s);
 }
@@ -141,10 +142,10 @@ export function applyDelta(
   version: string | undefined,
 ): XdsSnapshot {
   const s = copy(prev);
-  const m = kind === 'cds' ? s.clusters : kind === 'eds' ? s.endpoints : s.listeners;
+  const m = resourcesOf(s, kind);
   for (const r of removals) m.delete(r);
   for (const [k, v] of upserts) m.set(k, v);
-  if (kind !== 'lds') prune(s);
+  if (KINDS[kind].prunesEndpoints) prune(s);
   setVersion(s, kind, version);
   return canonical(s);
 }

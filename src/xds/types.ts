@@ -22,19 +22,6 @@ export interface XdsSnapshot {
 
 export type XdsKind = 'cds' | 'eds' | 'lds';
 
-export const TYPE_URL: Record<XdsKind, string> = {
-  cds: TYPE_CLUSTER,
-  eds: TYPE_ENDPOINT,
-  lds: TYPE_LISTENER,
-};
-
-export function kindOf(typeUrl: string): XdsKind | undefined {
-  if (typeUrl === TYPE_CLUSTER) return 'cds';
-  if (typeUrl === TYPE_ENDPOINT) return 'eds';
-  if (typeUrl === TYPE_LISTENER) return 'lds';
-  return undefined;
-}
-
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'disconnected' | 'closed';
 
 /** Events on 'state'. */
@@ -81,6 +68,9 @@ export interface XdsStatus {
 export type SnapshotValidator = (snapshot: XdsSnapshot) => string | undefined;
 
 /** What the agent needs from any source (ADS client or file). */
+/** The events of an xDS source, for EventEmitter<XdsSourceEvents>. */
+export type XdsSourceEvents = { snapshot: [XdsSnapshot]; state: [XdsStateEvent] };
+
 export interface XdsSource {
   on(event: 'snapshot', fn: (s: XdsSnapshot) => void): this;
   on(event: 'state', fn: (e: XdsStateEvent) => void): this;

@@ -1,11 +1,10 @@
-// Validation of decoded resources (proto3-JSON shape), shared by the ADS client
-// and the file source. Every reason names the resource it is about. Unknown
+// Validation of decoded resource bodies (proto3-JSON shape), shared by the ADS
+// client and the file source (through kinds.ts, which names the resource in
+// every reason). Unknown
 // Any types and unknown filters are not checked here: they stay opaque, and
 // the policy compiler treats what it does not understand as "keep the normal path".
 import { parseIp, parsePort } from '../net/ip.js';
-import type { Json, JsonObject, XdsKind } from './types.js';
-
-const KIND_LABEL: Record<XdsKind, string> = { cds: 'cluster', eds: 'ClusterLoadAssignment', lds: 'listener' };
+import type { Json, JsonObject } from './types.js';
 
 export function isObject(v: Json | undefined): v is JsonObject {
   return v !== null && v !== undefined && typeof v === 'object' && !Array.isArray(v);
@@ -17,18 +16,6 @@ function arr(v: Json | undefined): Json[] {
 
 function str(v: Json | undefined): string | undefined {
   return typeof v === 'string' && v !== '' ? v : undefined;
-}
-
-/** The name a resource is keyed by, or undefined when the required field is missing. */
-export function resourceName(kind: XdsKind, r: JsonObject): string | undefined {
-  return str(kind === 'eds' ? r.cluster_name : r.name);
-}
-
-/** How a resource is named in reasons: `cluster "x"` or `cluster #3 (no name)`. */
-export function label(kind: XdsKind, r: JsonObject | undefined, index?: number): string {
-  const n = r ? resourceName(kind, r) : undefined;
-  if (n !== undefined) return `${KIND_LABEL[kind]} ${JSON.stringify(n)}`;
-  return `${KIND_LABEL[kind]} #${index ?? '?'} (no name)`;
 }
 
 /** For an EDS cluster, the name its endpoints are requested by; undefined for other clusters. */
@@ -48,10 +35,11 @@ export function edsNames(clusters: Iterable<JsonObject>): Set<string> {
   return out;
 }
 
-class Invalid extends Error {}
+/** A resource body that cannot be used; the message says where in it. */
+export class InvalidResource extends Error {}
 
 function fail(where: string, msg: string): never {
-  throw new Invalid(where ? `${where}: ${msg}` : msg);
+  throw new InvalidResource(where ? `${where}: ${msg}` : msg);
 }
 
 function checkPortValue(v: Json | undefined, where: string): void {
@@ -115,18 +103,18 @@ function checkLbEndpoints(cla: JsonObject, where: string, requireIp: boolean): v
   });
 }
 
-function validateClusterBody(c: JsonObject): void {
+export function validateClusterBody(c: JsonObject): void {
   if (!str(c.name)) fail('', 'missing required field name');
   const dns = c.type === 'STRICT_DNS' || c.type === 'LOGICAL_DNS';
   if (isObject(c.load_assignment)) checkLbEndpoints(c.load_assignment, 'load_assignment.', !dns);
 }
 
-function validateClaBody(c: JsonObject): void {
+export function validateClaBody(c: JsonObject): void {
   if (!str(c.cluster_name)) fail('', 'missing required field cluster_name');
   checkLbEndpoints(c, '', true);
 }
 
-function validateListenerBody(l: JsonObject): void {
+export function validateListenerBody(l: JsonObject): void {
   if (!str(l.name)) fail('', 'missing required field name');
   checkAddress(l.address, 'address', true);
   arr(l.additional_addresses).forEach((a, i) => {
@@ -144,48 +132,4 @@ function validateListenerBody(l: JsonObject): void {
     checkCidrs(m.source_prefix_ranges, `${w}.source_prefix_ranges`);
     arr(m.source_ports).forEach((p, k) => checkPortValue(p, `${w}.source_ports[${k}]`));
   });
-}
-
-/** Validate one resource. Returns a reason naming the resource, or undefined when valid. */
-export function validateResource(kind: XdsKind, r: Json, index?: number): string | undefined {
-  if (!isObject(r)) return `${KIND_LABEL[kind]} #${index ?? '?'}: not an object`;
-  try {
-    if (kind === 'cds') validateClusterBody(r);
-    else if (kind === 'eds') validateClaBody(r);
-    else validateListenerBody(r);
-  } catch (e) {
-    if (e instanceof Invalid) return `${label(kind, r, index)}: ${e.message}`;
-    throw e;
-  }
-  return undefined;
-}
-
-/**
- * Validate a whole set of resources of one kind: each resource, then duplicate
- * names. Returns the keyed map or every reason found.
- */
-export function validateSet(
-  kind: XdsKind,
-  items: { res: JsonObject; index: number; name?: string }[],
-): { ok: Map<string, JsonObject>; errors: string[] } {
-  const ok = new Map<string, JsonObject>();
-  const errors: string[] = [];
-  for (const { res, index, name } of items) {
-    const reason = validateResource(kind, res, index);
-    if (reason) {
-      errors.push(reason);
-      continue;
-    }
-    const key = resourceName(kind, res) as string;
-    if (name !== undefined && name !== key) {
-      errors.push(`${label(kind, res, index)}: resource name ${JSON.stringify(name)} does not match`);
-      continue;
-    }
-    if (ok.has(key)) {
-      errors.push(`${label(kind, res, index)}: duplicate resource name in one response`);
-      continue;
-    }
-    ok.set(key, res);
-  }
-  return { ok, errors };
 }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { PROJECT_ROOT } from '../../src/paths.js';
 import { waitFor } from './kernel.js';
+import { cla, edsCluster, hcmRdsFilter, listener, tcpProxyFilter } from './resources.js';
 
 export async function freePort(): Promise<number> {
   const s = createServer();
@@ -127,9 +128,6 @@ export function metric(text: string, name: string): number | undefined {
 // ---- snapshots -----------------------------------------------------------
 
 type Res = Record<string, unknown>;
-const T = 'type.googleapis.com/envoy.';
-const TCP_PROXY = `${T}extensions.filters.network.tcp_proxy.v3.TcpProxy`;
-const HCM = `${T}extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`;
 
 /** examples/snapshot.yaml's resources with 198.18.0.x replaced by `${prefix}.x` (e.g. prefix 198.18.5). */
 export function exampleResources(prefix: string): Res[] {
@@ -138,41 +136,11 @@ export function exampleResources(prefix: string): Res[] {
   return doc.resources;
 }
 
-function tcpFilter(cluster: string): Res {
-  return { name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': TCP_PROXY, stat_prefix: cluster, cluster } };
-}
-
-function hcmFilter(port: number): Res {
-  return {
-    name: 'envoy.filters.network.http_connection_manager',
-    typed_config: {
-      '@type': HCM,
-      stat_prefix: `outbound_0.0.0.0_${port}`,
-      rds: { route_config_name: String(port), config_source: { ads: {} } },
-      http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': `${T}extensions.filters.http.router.v3.Router` } }],
-    },
-  };
-}
-
 /** Cluster + endpoints + listener of one service with one endpoint; `http` picks HCM, else tcp_proxy. */
 export function service(name: string, ip: string, port: number, vip: string, opts: { http?: boolean; listener?: boolean } = {}): Res[] {
   const cluster = `outbound|${port}||${name}.default.svc.cluster.local`;
-  const out: Res[] = [
-    { '@type': `${T}config.cluster.v3.Cluster`, name: cluster, type: 'EDS', eds_cluster_config: { eds_config: { ads: {} }, service_name: cluster } },
-    {
-      '@type': `${T}config.endpoint.v3.ClusterLoadAssignment`,
-      cluster_name: cluster,
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: ip, port_value: port } } } }] }],
-    },
-  ];
-  if (opts.listener ?? true) {
-    out.push({
-      '@type': `${T}config.listener.v3.Listener`,
-      name: `${vip}_${port}`,
-      address: { socket_address: { address: vip, port_value: port } },
-      filter_chains: [{ filters: [opts.http ? hcmFilter(port) : tcpFilter(cluster)] }],
-    });
-  }
+  const out: Res[] = [edsCluster(cluster, cluster), cla(cluster, [[ip, port]])];
+  if (opts.listener ?? true) out.push(listener(`${vip}_${port}`, vip, port, [opts.http ? hcmRdsFilter(port) : tcpProxyFilter(cluster)]));
   return out;
 }
 

@@ -14,7 +14,7 @@ import { openMaps } from '../../src/maps/pinned.js';
 import type { PolicyKey } from '../../src/maps/codecs.js';
 import type { StatusReport } from '../../src/cli/agent.js';
 import type { AgentStatus } from '../../src/agent/agent.js';
-import { FakeAdsServer } from '../../src/xds/testing.js';
+import { FakeAdsServer } from '../helpers/ads-server.js';
 import { TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, type JsonObject } from '../../src/xds/types.js';
 import { cli, delta, kernelUnavailable, sha256, stats, tempDir, transfer, waitFor } from '../helpers/kernel.js';
 import { exampleResources, killAllAgents, metric, service, startAgent, stopAgent, waitReady, writeSnapshot, type AgentProcess } from '../helpers/agent.js';

@@ -1,7 +1,8 @@
 // Codecs and address parsing: round trips, byte order, canonical text, key construction.
 import test from 'ava';
 import * as c from '../../src/maps/codecs.js';
-import { AddressError, formatCidr, formatIp, parseCidr, parseIp, parsePort, cidrContains } from '../../src/net/ip.js';
+import { AddressError } from '../../src/errors.js';
+import { formatCidr, formatIp, parseCidr, parseIp, parsePort, cidrContains } from '../../src/net/ip.js';
 
 function roundTrip<T>(codec: c.Codec<T>, v: T): { buf: Buffer; back: T } {
   const buf = Buffer.alloc(codec.size + 8, 0xee);
@@ -67,10 +68,19 @@ test('address parsing: forms, errors, containment', (t) => {
   t.throws(() => parseCidr('10.0.0.0/33'), { message: /bad prefix length/ });
   t.throws(() => parseCidr('10.0.0.1/24'), { message: /host bits set; did you mean 10\.0\.0\.0\/24/ });
   t.is(formatCidr(parseCidr('0.0.0.0/0')), '0.0.0.0/0');
-  t.true(cidrContains(parseCidr('10.244.0.0/16'), parseIp('10.244.9.9')));
-  t.false(cidrContains(parseCidr('10.244.0.0/16'), parseIp('10.245.0.1')));
-  t.false(cidrContains(parseCidr('10.244.0.0/16'), parseIp('fd00::1')), 'families never mix');
-  t.true(cidrContains(parseCidr('fd00::/8'), parseIp('fd12::1')));
+  const contains = (c: string, ip: string) => {
+    const p = parseCidr(c);
+    return cidrContains({ bytes: p.ip.bytes, prefixLen: p.prefixLen }, parseIp(ip).bytes);
+  };
+  t.true(contains('10.244.0.0/16', '10.244.9.9'));
+  t.false(contains('10.244.0.0/16', '10.245.0.1'));
+  t.false(contains('10.244.0.0/16', 'fd00::1'), 'families never mix');
+  t.true(contains('fd00::/8', 'fd12::1'));
+  t.true(contains('10.244.1.0/25', '10.244.1.127'), 'a partial byte');
+  t.false(contains('10.244.1.0/25', '10.244.1.128'));
+  t.true(contains('0.0.0.0/0', '1.2.3.4'));
+  t.false(contains('0.0.0.0/0', '::1'), 'an IPv4 /0 is not every address');
+  t.true(contains('::/0', '1.2.3.4'));
   t.is(parsePort('8080'), 8080);
   for (const bad of ['0', '65536', '-1', '80a', '']) t.throws(() => parsePort(bad), { instanceOf: AddressError }, bad);
 });

@@ -1,11 +1,12 @@
 // Policy compiler against real Istio config dumps (istio/istio test data; see
-// test/fixtures/istio/README.md). The extractor below is test-only, so
-// these tests do not depend on the xDS file source.
+// test/fixtures/istio/README.md), read by the xDS file source's parser, as
+// `meshbpf sync --xds-file` and the agent read a dump.
 import test from 'ava';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Json, JsonObject, XdsSnapshot } from '../../src/xds/types.js';
+import type { XdsSnapshot } from '../../src/xds/types.js';
+import { loadSnapshotFile } from '../../src/xds/file.js';
 import { compile, explain, validate } from '../../src/policy/index.js';
 import type { Locality } from '../../src/policy/types.js';
 
@@ -17,42 +18,10 @@ const candidates = [
 ].filter((x): x is string => !!x);
 const dir = candidates.find((d) => existsSync(join(d, 'README.md')));
 
-function o(v: Json | undefined): JsonObject | undefined {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) ? v : undefined;
-}
-function a(v: Json | undefined): Json[] {
-  return Array.isArray(v) ? v : [];
-}
-
-/** config_dump JSON -> XdsSnapshot (clusters, endpoints, listeners; static and dynamic). */
+/** config_dump JSON -> XdsSnapshot, by the product's own parser (the file source's). */
 function load(file: string): XdsSnapshot {
   if (!dir) throw new Error(`Istio fixtures not found (tried ${candidates.join(', ')}); set MESHBPF_ISTIO_FIXTURES`);
-  const dump = JSON.parse(readFileSync(join(dir, file), 'utf8')) as JsonObject;
-  const snap: XdsSnapshot = { clusters: new Map(), endpoints: new Map(), listeners: new Map(), versions: {} };
-  for (const c of a(dump['configs'])) {
-    const cfg = o(c);
-    if (!cfg) continue;
-    for (const x of [...a(cfg['dynamic_active_clusters']), ...a(cfg['static_clusters'])]) {
-      const r = o(o(x)?.['cluster']);
-      if (r && typeof r['name'] === 'string') snap.clusters.set(r['name'], r);
-    }
-    for (const x of a(cfg['dynamic_listeners'])) {
-      const r = o(o(o(x)?.['active_state'])?.['listener']);
-      if (r && typeof r['name'] === 'string') snap.listeners.set(r['name'], r);
-    }
-    for (const x of a(cfg['static_listeners'])) {
-      const r = o(o(x)?.['listener']);
-      // static listeners may be unnamed (Istio's 15021 health listener): name them by address
-      const sa = o(o(r?.['address'])?.['socket_address']);
-      const name = typeof r?.['name'] === 'string' ? r['name'] : `${String(sa?.['address'])}_${String(sa?.['port_value'])}`;
-      if (r) snap.listeners.set(name, r);
-    }
-    for (const x of [...a(cfg['dynamic_endpoint_configs']), ...a(cfg['static_endpoint_configs'])]) {
-      const r = o(o(x)?.['endpoint_config']);
-      if (r && typeof r['cluster_name'] === 'string') snap.endpoints.set(r['cluster_name'], r);
-    }
-  }
-  return snap;
+  return loadSnapshotFile(join(dir, file)).snapshot;
 }
 
 // The kind cluster these dumps came from: pods in 10.244.0.0/24, node 172.18.0.2

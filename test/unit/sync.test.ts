@@ -1,6 +1,6 @@
 // The sync planner: minimal diffs and the safe order (pure, no kernel).
 import test from 'ava';
-import { asCurrent, encodeDesired, planSync, type CurrentState } from '../../src/maps/sync.js';
+import { asCurrent, encodeDesired, planSync, type CurrentState } from '../../src/maps/plan.js';
 import { endpointKey, policyKey, policyValue } from '../../src/maps/codecs.js';
 import type { DesiredState } from '../../src/policy/types.js';
 

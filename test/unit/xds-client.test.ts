@@ -4,11 +4,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { XdsClient, type XdsClientOptions } from '../../src/xds/client.js';
-import { FakeAdsServer, type RecordedRequest, type ServedResource } from '../../src/xds/testing.js';
+import { FakeAdsServer, type RecordedRequest, type ServedResource } from '../helpers/ads-server.js';
 import { TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, type JsonObject, type XdsSnapshot, type XdsStateEvent } from '../../src/xds/types.js';
 import { mustType } from '../../src/xds/protos.js';
 import { encodeJson } from '../../src/xds/json.js';
-import { cla, edsCluster, staticCluster, tcpListener } from './fixtures/xds/resources.js';
+import { cla, edsCluster, staticCluster, tcpListener } from '../helpers/resources.js';
 
 const NODE = {
   podName: 'meshbpf-node1',

@@ -1,9 +1,9 @@
 // Delta ADS (DeltaAggregatedResources) against the in-process server.
 import test from 'ava';
 import { XdsClient } from '../../src/xds/client.js';
-import { FakeAdsServer, type RecordedRequest } from '../../src/xds/testing.js';
+import { FakeAdsServer, type RecordedRequest } from '../helpers/ads-server.js';
 import { TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, type JsonObject, type XdsStateEvent } from '../../src/xds/types.js';
-import { cla, edsCluster, tcpListener } from './fixtures/xds/resources.js';
+import { cla, edsCluster, tcpListener } from '../helpers/resources.js';
 
 const isType = (url: string) => (r: RecordedRequest) => r.req.type_url === url;
 const ackOf = (url: string, nonce: string) => (r: RecordedRequest) => r.req.type_url === url && r.req.response_nonce === nonce;

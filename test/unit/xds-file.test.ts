@@ -7,10 +7,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import { XdsClient } from '../../src/xds/client.js';
-import { loadSnapshotFile, snapshotFromDocument, parseText, XdsFileSource, XdsParseError } from '../../src/xds/file.js';
-import { FakeAdsServer, type RecordedRequest } from '../../src/xds/testing.js';
+import { loadSnapshotFile, snapshotFromDocument, parseText, XdsFileSource } from '../../src/xds/file.js';
+import { XdsParseError } from '../../src/errors.js';
+import { FakeAdsServer, type RecordedRequest } from '../helpers/ads-server.js';
 import { TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, type Json, type JsonObject, type XdsSnapshot, type XdsStateEvent } from '../../src/xds/types.js';
-import { edsCluster, staticCluster, tcpListener } from './fixtures/xds/resources.js';
+import { edsCluster, staticCluster, tcpListener } from '../helpers/resources.js';
 
 // the repo's copy of the Istio dumps (test/fixtures/istio), from dist/test/unit or test/unit
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -1,11 +1,11 @@
 // An in-process ADS server on the real Envoy protos, for tests (ours and the
 // agent's): records every request, lets the test push responses, and can drop
-// streams. Not used in production code paths.
+// streams. Test support: it lives in test/, not in the shipped src/.
 import * as grpc from '@grpc/grpc-js';
-import { DELTA_METHOD, SOTW_METHOD } from './client.js';
-import { encodeJson, jsonToAny, messageToJson } from './json.js';
-import { mustType } from './protos.js';
-import type { JsonObject } from './types.js';
+import { DELTA_METHOD, SOTW_METHOD } from '../../src/xds/client.js';
+import { jsonToAny, messageToJson } from '../../src/xds/json.js';
+import { mustType } from '../../src/xds/protos.js';
+import type { JsonObject } from '../../src/xds/types.js';
 
 /** A resource to send: proto3 JSON with "@type", or a raw Any (bad bytes, unknown types). */
 export type ServedResource = JsonObject | { raw: { type_url: string; value: Uint8Array } };
@@ -37,26 +37,9 @@ export class FakeAdsServer {
   port = 0;
 
   constructor() {
-    const def: grpc.ServiceDefinition = {
-      StreamAggregatedResources: {
-        path: SOTW_METHOD,
-        requestStream: true,
-        responseStream: true,
-        requestSerialize: id,
-        requestDeserialize: id,
-        responseSerialize: id,
-        responseDeserialize: id,
-      },
-      DeltaAggregatedResources: {
-        path: DELTA_METHOD,
-        requestStream: true,
-        responseStream: true,
-        requestSerialize: id,
-        requestDeserialize: id,
-        responseSerialize: id,
-        responseDeserialize: id,
-      },
-    };
+    // Both ADS methods carry raw bytes; the test decodes and encodes them.
+    const method = (path: string) => ({ path, requestStream: true, responseStream: true, requestSerialize: id, requestDeserialize: id, responseSerialize: id, responseDeserialize: id });
+    const def: grpc.ServiceDefinition = { StreamAggregatedResources: method(SOTW_METHOD), DeltaAggregatedResources: method(DELTA_METHOD) };
     this.server.addService(def, {
       StreamAggregatedResources: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.onStream(call, 'sotw'),
       DeltaAggregatedResources: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.onStream(call, 'delta'),
@@ -192,9 +175,4 @@ export class FakeAdsServer {
   }
 }
 
-/** Encode a JSON resource (with "@type") the way the server would, for direct tests. */
-export function encodeResource(r: JsonObject): { type_url: string; value: Uint8Array } {
-  return jsonToAny(r);
-}
 
-export { encodeJson };

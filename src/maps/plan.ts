@@ -1,0 +1,189 @@
+// The sync plan: desired state vs kernel maps, diffed on encoded bytes (no
+// decode of what is in the kernel), applied in an order where no connection can see a verdict
+// that neither the old nor the new state gives it:
+//
+//   1. policy entries that NARROW (new PROXY verdicts; BYPASS entries going away)
+//   2. endpoint upserts         (adds before removes: with LPM prefixes, a new
+//   3. endpoint deletes          /32 lands before the /24 it replaces goes)
+//   4. policy entries that WIDEN (new or changed BYPASS verdicts) and the rest
+//
+// This file is the pure half: encoding and diffing, no syscalls (sync.ts
+// applies the plan, in batches where the kernel and map type allow).
+import type { DesiredState } from '../policy/types.js';
+import { endpointKey, endpointValue, policyKey, policyValue, verdictCode, type EndpointValue, type PolicyKey, type PolicyValue } from './codecs.js';
+
+/** Encoded entries read from the kernel: key bytes (latin1 string, exact) -> value bytes. */
+export type RawEntries = Map<string, string>;
+
+/**
+ * Desired entries, packed back to back exactly as the kernel wants them for a
+ * batch update, plus an index from key bytes (latin1) to position. A full sync
+ * passes these buffers to the kernel as they are.
+ */
+export class PackedEntries {
+  readonly index = new Map<string, number>();
+  private keyBuf: Buffer;
+  private valBuf: Buffer;
+  private n = 0;
+  constructor(
+    readonly ks: number,
+    readonly vs: number,
+    capacity: number,
+  ) {
+    this.keyBuf = Buffer.alloc(ks * Math.max(1, capacity));
+    this.valBuf = Buffer.alloc(vs * Math.max(1, capacity));
+  }
+  get size(): number {
+    return this.n;
+  }
+  get keys(): Buffer {
+    return this.keyBuf.subarray(0, this.n * this.ks);
+  }
+  get values(): Buffer {
+    return this.valBuf.subarray(0, this.n * this.vs);
+  }
+  keyAt(i: number): string {
+    return this.keyBuf.toString('latin1', i * this.ks, (i + 1) * this.ks);
+  }
+  valueAt(i: number): string {
+    return this.valBuf.toString('latin1', i * this.vs, (i + 1) * this.vs);
+  }
+  /** Append (or, for a key already present, let `keep(old, new)` decide). Encoders write into the given buffers at the offsets. */
+  put(encodeKey: (b: Buffer, o: number) => void, encodeValue: (b: Buffer, o: number) => void, keep?: (oldVal: string, newVal: string) => boolean): void {
+    if (this.n * this.ks >= this.keyBuf.length) this.grow();
+    const i = this.n;
+    encodeKey(this.keyBuf, i * this.ks);
+    encodeValue(this.valBuf, i * this.vs);
+    const key = this.keyAt(i);
+    const prev = this.index.get(key);
+    if (prev === undefined) {
+      this.index.set(key, i);
+      this.n++;
+    } else if (!keep || keep(this.valueAt(prev), this.valueAt(i))) {
+      this.valBuf.copy(this.valBuf, prev * this.vs, i * this.vs, (i + 1) * this.vs);
+    }
+  }
+  private grow(): void {
+    const k = Buffer.alloc(this.keyBuf.length * 2);
+    const v = Buffer.alloc(this.valBuf.length * 2);
+    this.keyBuf.copy(k);
+    this.valBuf.copy(v);
+    this.keyBuf = k;
+    this.valBuf = v;
+  }
+}
+
+export interface EncodedState {
+  endpoints: PackedEntries;
+  policy: PackedEntries;
+}
+
+export interface CurrentState {
+  endpoints: RawEntries;
+  policy: RawEntries;
+}
+
+/** Upserts are positions in the desired PackedEntries; deletes are key bytes. */
+export interface SyncPlan {
+  policyNarrow: { upserts: number[]; deletes: string[] };
+  endpointUpserts: number[];
+  endpointDeletes: string[];
+  policyWiden: { upserts: number[]; deletes: string[] };
+}
+
+export interface SyncCounts {
+  endpoints: { added: number; changed: number; removed: number; unchanged: number };
+  policies: { added: number; changed: number; removed: number; unchanged: number };
+}
+
+const BYPASS = verdictCode('bypass');
+
+/** Encode a desired state into the exact bytes the kernel maps will hold. Pure. */
+export function encodeDesired(d: DesiredState): EncodedState {
+  const endpoints = new PackedEntries(endpointKey.size, endpointValue.size, d.endpoints.length);
+  for (const e of d.endpoints) {
+    const v: EndpointValue = { local: e.local, mesh: e.mesh, networkId: e.networkId, workloadId: e.workloadId };
+    endpoints.put(
+      (b, o) => endpointKey.encode(b, o, e.cidr),
+      (b, o) => endpointValue.encode(b, o, v),
+    );
+  }
+  // Non-bypass verdicts first, then bypass: on a full sync each apply phase
+  // (narrow, widen) is then one contiguous run handed to the kernel as is.
+  const policy = new PackedEntries(policyKey.size, policyValue.size, d.policies.length);
+  const ordered = [...d.policies.filter((p) => p.verdict !== 'bypass'), ...d.policies.filter((p) => p.verdict === 'bypass')];
+  for (const p of ordered) {
+    const k: PolicyKey = { ip: p.ip, port: p.port };
+    const v: PolicyValue = { verdict: p.verdict, ruleId: p.ruleId };
+    // Two entries for one ip:port: PROXY wins (never widen on a conflict).
+    policy.put(
+      (b, o) => policyKey.encode(b, o, k),
+      (b, o) => policyValue.encode(b, o, v),
+      (oldVal) => isBypass(oldVal),
+    );
+  }
+  return { endpoints, policy };
+}
+
+/** The state a desired state leaves in the kernel, as read-back entries (for the next diff). */
+export function asCurrent(e: EncodedState): CurrentState {
+  const conv = (p: PackedEntries): RawEntries => {
+    const m: RawEntries = new Map();
+    for (const [k, i] of p.index) m.set(k, p.valueAt(i));
+    return m;
+  };
+  return { endpoints: conv(e.endpoints), policy: conv(e.policy) };
+}
+
+function isBypass(value: string | undefined): boolean {
+  // verdict is the first u32 (little-endian) of the value; BYPASS = 1
+  return value !== undefined && value.charCodeAt(0) === BYPASS && value.charCodeAt(1) === 0 && value.charCodeAt(2) === 0 && value.charCodeAt(3) === 0;
+}
+
+/** Diff desired against current. Pure. */
+export function planSync(desired: EncodedState, current: CurrentState): { plan: SyncPlan; counts: SyncCounts } {
+  const plan: SyncPlan = { policyNarrow: { upserts: [], deletes: [] }, endpointUpserts: [], endpointDeletes: [], policyWiden: { upserts: [], deletes: [] } };
+  const counts: SyncCounts = {
+    endpoints: { added: 0, changed: 0, removed: 0, unchanged: 0 },
+    policies: { added: 0, changed: 0, removed: 0, unchanged: 0 },
+  };
+  const de = desired.endpoints;
+  for (const [k, i] of de.index) {
+    const cur = current.endpoints.get(k);
+    if (cur === undefined) {
+      counts.endpoints.added++;
+      plan.endpointUpserts.push(i);
+    } else if (cur !== de.valueAt(i)) {
+      counts.endpoints.changed++;
+      plan.endpointUpserts.push(i);
+    } else counts.endpoints.unchanged++;
+  }
+  for (const k of current.endpoints.keys()) {
+    if (!de.index.has(k)) {
+      plan.endpointDeletes.push(k);
+      counts.endpoints.removed++;
+    }
+  }
+  const dp = desired.policy;
+  for (const [k, i] of dp.index) {
+    const cur = current.policy.get(k);
+    const v = dp.valueAt(i);
+    if (cur === v) {
+      counts.policies.unchanged++;
+      continue;
+    }
+    if (cur === undefined) counts.policies.added++;
+    else counts.policies.changed++;
+    // A change to a non-bypass verdict narrows; a change to bypass widens.
+    (isBypass(v) ? plan.policyWiden : plan.policyNarrow).upserts.push(i);
+  }
+  for (const [k, cur] of current.policy) {
+    if (dp.index.has(k)) continue;
+    counts.policies.removed++;
+    // Removing a BYPASS narrows (do it first); removing a PROXY entry only
+    // turns "proxy" into "unknown", both the normal path: do it last.
+    (isBypass(cur) ? plan.policyNarrow : plan.policyWiden).deletes.push(k);
+  }
+  return { plan, counts };
+}
+
