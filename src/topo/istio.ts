@@ -74,7 +74,8 @@ backend original_in
 }
 
 export interface SidecarPod {
-  stop(): void;
+  /** SIGKILL the proxy; resolves once it is gone (its ports are free again) */
+  stop(): Promise<void>;
 }
 
 /**
@@ -88,7 +89,7 @@ export async function makeSidecarPod(topo: Topology, pod: string, family: 4 | 6,
   const rules = join(dir, `${pod}-iptables-${family}.txt`);
   writeFileSync(rules, istioIptables(family));
   execFileSync('ip', ['netns', 'exec', netns, family === 4 ? 'iptables-restore' : 'ip6tables-restore', rules], { stdio: ['ignore', 'ignore', 'pipe'] });
-  if (family === 6) execFileSync('ip', ['-n', netns, 'addr', 'add', '::6/128', 'dev', 'lo'], { stdio: 'ignore' });
+  if (family === 6) execFileSync('ip', ['-n', netns, 'addr', 'replace', '::6/128', 'dev', 'lo'], { stdio: 'ignore' });
   const asProxy = ['setpriv', `--reuid=${PROXY_UID}`, `--regid=${PROXY_UID}`, '--clear-groups'];
   let c: ChildProcess;
   if (family === 4) {
@@ -106,7 +107,13 @@ export async function makeSidecarPod(topo: Topology, pod: string, family: 4 | 6,
     c.kill('SIGKILL');
     throw new Error(`sidecar proxy in ${pod} did not start: ${(e as Error).message}; stderr: ${err}`);
   }
-  return { stop: () => void c.kill('SIGKILL') };
+  const exited = new Promise<void>((res) => (c.exitCode !== null || c.signalCode !== null ? res() : c.once('exit', () => res())));
+  return {
+    stop: () => {
+      c.kill('SIGKILL');
+      return exited;
+    },
+  };
 }
 
 async function waitForListenFamily(topo: Topology, pod: string, port: number, family: 4 | 6, timeoutMs: number): Promise<void> {

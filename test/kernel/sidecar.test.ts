@@ -24,7 +24,7 @@ const IP = {
 };
 const MiB = 1 << 20;
 const root = process.cwd();
-const app = join(root, 'dist', 'test', 'helpers', 'httpapp.js');
+const app = join(root, 'dist', 'src', 'topo', 'httpapp.js');
 const dir = tempDir();
 const sidecars: SidecarPod[] = [];
 const apps: ChildProcess[] = [];
@@ -33,7 +33,7 @@ const { ktest, topo } = kernelSuite('sidecar node tests', {
   kind: 'bridge',
   pods: (['a', 'b', 'c'] as const).map((p) => ({ name: p, v4: `${IP[p].v4}/24`, v6: `${IP[p].v6}/64` })),
   teardown: () => {
-    for (const s of sidecars) s.stop();
+    for (const s of sidecars) void s.stop();
     for (const c of apps) c.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   },

@@ -6,6 +6,9 @@
 //   node httpapp.js post URL SIZE COUNT
 //     sends COUNT POSTs of SIZE random bytes over one keep-alive connection and
 //     prints a JSON array of { sent, sha256, bytes, out, in, status }.
+//   node httpapp.js time URL SIZE COUNT
+//     the same, but prints { us: [per-request latency], ms, bytes, ok } where
+//     ok counts responses with both sidecars' headers and an intact body.
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 
@@ -27,12 +30,13 @@ if (mode === 'serve') {
       });
     })
     .listen(Number(a1), '::');
-} else if (mode === 'post') {
+} else if (mode === 'post' || mode === 'time') {
   const url = new URL(a1 as string);
   const size = Number(a2);
   const count = Number(a3 ?? 1);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const results: unknown[] = [];
+  const results: Array<{ sent: string; sha256?: string; out?: string | null; in?: string | null; status?: number | undefined }> = [];
+  const us: number[] = [];
   const one = (body: Buffer) =>
     new Promise<void>((resolve, reject) => {
       const req = http.request(
@@ -52,15 +56,25 @@ if (mode === 'serve') {
       req.end(body);
     });
   const run = async () => {
-    for (let i = 0; i < count; i++) await one(randomBytes(size));
+    const t0 = process.hrtime.bigint();
+    const body = mode === 'time' ? randomBytes(size) : undefined; // timing: one body, no per-request RNG cost
+    for (let i = 0; i < count; i++) {
+      const s = process.hrtime.bigint();
+      await one(body ?? randomBytes(size));
+      us.push(Number(process.hrtime.bigint() - s) / 1000);
+    }
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     agent.destroy();
-    process.stdout.write(JSON.stringify(results));
+    if (mode === 'time') {
+      const ok = results.filter((r) => r.status === 200 && r.sha256 === r.sent && r.out && r.in).length;
+      process.stdout.write(JSON.stringify({ us, ms, bytes: size * count, ok }));
+    } else process.stdout.write(JSON.stringify(results));
   };
   run().catch((e: Error) => {
     process.stderr.write(`httpapp: ${e.message}\n`);
     process.exit(1);
   });
 } else {
-  process.stderr.write('usage: httpapp serve PORT | post URL SIZE COUNT\n');
+  process.stderr.write('usage: httpapp serve PORT | post URL SIZE COUNT | time URL SIZE COUNT\n');
   process.exit(2);
 }
