@@ -52,7 +52,7 @@ static __always_inline int mb_pair(struct bpf_sock_ops *skops, struct mb_sock_ke
 {
 	struct bpf_sock *sk = skops->sk;
 	struct mb_sk_state *st;
-	long err;
+	int err; /* int: 6.1 returns these errors zero-extended in 64 bits (seen in the VM) */
 
 	if (!sk)
 		return -1;
@@ -282,7 +282,7 @@ static __always_inline int mb_sidecar_active(struct bpf_sock_ops *skops, const s
 	__u32 owner = 0;
 	__u64 netns;
 	int leg;
-	long err;
+	int err; /* int, not long: 6.1 hands the -EEXIST back zero-extended (0xffffffef) */
 
 	if (skops->sk)
 		st = bpf_sk_storage_get(&mb_sk_state, skops->sk, 0, 0);

@@ -8,6 +8,7 @@ import { openMaps } from '../maps/pinned.js';
 import type { EndpointValue } from '../maps/codecs.js';
 import { hostPort } from '../maps/dump.js';
 import { readRuleReasons } from '../maps/state.js';
+import { classifyLeg, type Owner } from '../policy/legs.js';
 
 export interface Explanation {
   verdict: 'bypass' | 'proxy' | 'none';
@@ -15,6 +16,8 @@ export interface Explanation {
   source: { ip: string; endpoint: EndpointValue | null } | null;
   policy: { verdict: string; ruleId: number } | null;
   reasons: string[];
+  /** with --from and sidecar pairing on: the leg for each possible owner of the client socket */
+  sidecar: Array<{ owner: Owner; leg: string; expects: string | null; inPod: boolean; why: string }> | null;
 }
 
 function describeEp(e: EndpointValue | null): string {
@@ -58,7 +61,21 @@ export function explainFromKernel(pinDir: string, dstText: string, port: number,
       verdict = 'bypass';
       reasons.push(src === undefined ? `=> bypass for clients that are local on network ${dstEp.networkId}` : '=> bypass: socket to socket, skipping the TCP/IP stack');
     }
+    let sidecar: Explanation['sidecar'] = null;
+    const cfg = m.config.get(0);
+    if (src !== undefined && cfg?.enabled) {
+      const end = (ip: string, ep: EndpointValue | null) => ({ ip, local: !!ep?.local, captured: !!ep?.local && m.sidecar.get(ip) !== undefined, networkId: ep?.networkId ?? 0 });
+      sidecar = (['app', 'proxy'] as const).map((owner) => {
+        const d = classifyLeg({ owner, config: cfg, src: end(src, srcEp), dst: { ...end(dst, dstEp), port } });
+        return { owner, leg: d.leg, expects: 'expects' in d ? d.expects : null, inPod: 'inPod' in d ? d.inPod : false, why: d.why };
+      });
+      for (const x of sidecar) {
+        const pair = x.leg === 'direct' ? 'the direct rule above decides' : x.leg === 'never' ? 'never paired' : `paired with the server socket ${x.expects}${x.inPod ? ' in the same pod' : ''} if it is exactly that one`;
+        reasons.push(`sidecar: if ${x.owner === 'app' ? 'the app' : 'the proxy (uid/gid ' + cfg.proxyUid + ')'} connects: leg ${x.leg}: ${x.why}; ${pair}`);
+      }
+    }
     return {
+      sidecar,
       verdict,
       destination: { ip: dst, port, endpoint: dstEp },
       source: src === undefined ? null : { ip: src, endpoint: srcEp },

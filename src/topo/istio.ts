@@ -51,7 +51,7 @@ export function istioIptables(family: 4 | 6, opts: { inboundExclude?: number[] }
 /** HAProxy as an IPv4 sidecar: outbound on 15001, inbound on 15006, one header per direction. */
 export function haproxySidecarConfig(pod: string): string {
   return `global
-  maxconn 4000
+  maxconn 1000
 defaults
   mode http
   timeout connect 5s

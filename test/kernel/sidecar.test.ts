@@ -13,7 +13,7 @@ import { openMaps } from '../../src/maps/pinned.js';
 import { applySidecar, sidecarSettings } from '../../src/maps/sidecar.js';
 import { makeSidecarPod, type SidecarPod } from '../../src/topo/istio.js';
 import { waitForListen } from '../../src/topo/peers.js';
-import { delta, kernelSuite, stats, tempDir, waitFor } from '../helpers/kernel.js';
+import { cli, delta, kernelSuite, stats, tempDir, waitFor } from '../helpers/kernel.js';
 import { rmSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 
@@ -145,7 +145,28 @@ ktest('two live clients share one address:port: the claim is poisoned, nothing p
     t.is(r.response.out, 'a');
     t.is(r.response.in, 'b');
   }
-  t.true(d.skip_sidecar_ambiguous >= 1, `skip_sidecar_ambiguous grew by ${d.skip_sidecar_ambiguous}`);
+  t.true(d.skip_sidecar_ambiguous >= 1, `skip_sidecar_ambiguous grew by ${d.skip_sidecar_ambiguous}: ${JSON.stringify(d)}`);
+});
+
+ktest('policy explain names the leg and the server socket each owner would be paired with; maps dump decodes the sidecar maps', (t) => {
+  const r = cli(['policy', 'explain', IP.b.v4, '8080', '--from', IP.a.v4, '--pin-dir', topo!.pinDir, '-o', 'json']);
+  t.is(r.code, 0, r.stderr);
+  const e = JSON.parse(r.stdout) as { verdict: string; sidecar: Array<{ owner: string; leg: string; expects: string }> };
+  t.is(e.verdict, 'proxy', 'the direct rule still says PROXY for 8080');
+  t.deepEqual(
+    e.sidecar.map((x) => [x.owner, x.leg, x.expects]),
+    [
+      ['app', 'outbound', '127.0.0.1:15001'],
+      ['proxy', 'mesh', `${IP.b.v4}:15006`],
+    ],
+  );
+  const c = cli(['policy', 'explain', IP.b.v4, '8080', '--from', IP.c.v4, '--pin-dir', topo!.pinDir, '-o', 'json']);
+  const ec = JSON.parse(c.stdout) as { sidecar: Array<{ leg: string }> };
+  t.deepEqual(ec.sidecar.map((x) => x.leg), ['mesh', 'mesh'], 'a plain pod to a captured pod: the mesh leg, whoever connects');
+  const d = cli(['maps', 'dump', 'mb_sidecar', '--pin-dir', topo!.pinDir, '-o', 'json']);
+  t.deepEqual((JSON.parse(d.stdout) as { mb_sidecar: Array<{ key: string }> }).mb_sidecar.map((x) => x.key).sort(), [`${IP.a.v4}/32`, `${IP.b.v4}/32`, `${IP.a.v6}/128`, `${IP.b.v6}/128`].sort());
+  const cfg = cli(['maps', 'dump', 'mb_config', '--pin-dir', topo!.pinDir, '-o', 'json']);
+  t.like((JSON.parse(cfg.stdout) as { mb_config: Array<{ value: object }> }).mb_config[0]?.value, { enabled: true, outboundPort: 15001, inboundPort: 15006, proxyUid: 1337, passthroughV4: '127.0.0.6', passthroughV6: '::6' });
 });
 
 ktest('without meshbpf state: pairing off (no captured pods) leaves every request on iptables and both sidecars, nothing paired', async (t) => {
