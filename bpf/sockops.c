@@ -9,6 +9,7 @@
  */
 #include "include/maps.h"
 #include "include/ctx.h"
+#include "include/splice.h"
 
 static __always_inline const struct mb_endpoint_value *mb_endpoint(const __u32 ip[4])
 {
@@ -79,6 +80,10 @@ static __always_inline void mb_established(struct bpf_sock_ops *skops, int activ
 		key.netns_cookie = bpf_get_netns_cookie(skops);
 #endif
 	}
+
+	/* splice guard (include/splice.h): excluded destinations stay on the stack */
+	if (mb_splice_guard(skops, &pk))
+		return;
 
 	/* BPF_NOEXIST: never displace another live socket with the same key. */
 	err = bpf_sock_hash_update(skops, &mb_sockets, &key, BPF_NOEXIST);

@@ -15,6 +15,7 @@ import { explainFromKernel, renderExplain } from './explain.js';
 import { registerDemo } from './demo.js';
 import { registerSync } from './sync.js';
 import { registerAgent } from './agent.js';
+import { registerExclude } from './exclude.js';
 
 export function buildProgram(): Command {
   const program = new Command('meshbpf')
@@ -179,6 +180,7 @@ export function buildProgram(): Command {
 
   registerSync(program);
   registerAgent(program);
+  registerExclude(program);
   registerDemo(program);
   return program;
 }

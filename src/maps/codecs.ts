@@ -16,6 +16,7 @@ export const MB_ENDPOINT_VALUE_SIZE = 16;
 export const MB_POLICY_KEY_SIZE = 20;
 export const MB_POLICY_VALUE_SIZE = 8;
 export const MB_STAT_SLOTS = 32;
+export const MB_EXCLUDE_VALUE_SIZE = 40;
 
 export const u32Host: Codec<number> = {
   size: 4,
@@ -173,6 +174,44 @@ export const STAT_NAMES = [
   'peer_missing_bytes',
   'skip_loopback_no_cookie',
   'sockets_fell_back',
+  'splice_reads',
+  'splice_refused',
+  'skip_excluded',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type Stats = Record<StatName, bigint>;
+
+// ---- mb_no_bypass: destinations never bypassed (key: policyKey) ----
+export const EXCLUDE_REASONS = { operator: 1, splice: 2 } as const;
+export type ExcludeReason = keyof typeof EXCLUDE_REASONS | 'unknown';
+
+export interface ExcludeValue {
+  reason: ExcludeReason;
+  /** splice: tgid of the first reader seen splicing */
+  pid: number;
+  /** splice reads seen on bypassed sockets of this destination */
+  hits: bigint;
+  /** splice: CLOCK_MONOTONIC ns of the first one */
+  firstNs: bigint;
+  /** splice: that reader's command name */
+  comm: string;
+}
+
+export const excludeValue: Codec<ExcludeValue> = {
+  size: MB_EXCLUDE_VALUE_SIZE,
+  encode(b, o, v) {
+    b.writeUInt32LE(v.reason === 'unknown' ? 0 : EXCLUDE_REASONS[v.reason], o);
+    b.writeUInt32LE(v.pid >>> 0, o + 4);
+    b.writeBigUInt64LE(v.hits, o + 8);
+    b.writeBigUInt64LE(v.firstNs, o + 16);
+    b.fill(0, o + 24, o + 40);
+    b.write(v.comm.slice(0, 15), o + 24, 'latin1');
+  },
+  decode(b, o) {
+    const code = b.readUInt32LE(o);
+    const reason = (Object.keys(EXCLUDE_REASONS) as Array<keyof typeof EXCLUDE_REASONS>).find((k) => EXCLUDE_REASONS[k] === code) ?? 'unknown';
+    const raw = b.subarray(o + 24, o + 40);
+    const z = raw.indexOf(0);
+    return { reason, pid: b.readUInt32LE(o + 4), hits: b.readBigUInt64LE(o + 8), firstNs: b.readBigUInt64LE(o + 16), comm: raw.toString('latin1', 0, z < 0 ? 16 : z) };
+  },
+};

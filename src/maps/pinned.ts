@@ -24,8 +24,9 @@ export const DEFAULT_PIN_DIR = '/sys/fs/bpf/meshbpf';
 /** The maps users read and the sync writes. */
 export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
-/** Every map meshbpf pins: MAP_NAMES plus internal ones (socket storage). */
-export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state'] as const;
+/** Every map meshbpf pins: MAP_NAMES plus internal ones (socket storage) and
+ * the splice guard's (bpf/include/splice.h). */
+export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state', 'mb_no_bypass', 'mb_sk_splice'] as const;
 
 export const PROG_NAMES = ['mb_sockops', 'mb_sk_msg'] as const;
 
@@ -38,6 +39,7 @@ export function pinPaths(pinDir: string) {
     map: (name: string) => join(pinDir, 'maps', name),
     prog: (name: string) => join(pinDir, 'progs', name),
     sockopsLink: join(pinDir, 'links', 'mb_sockops_cgroup'),
+    link: (name: string) => join(pinDir, 'links', name),
   };
 }
 
