@@ -21,6 +21,7 @@ import { child } from '../log.js';
 import { AgentMetrics } from './metrics.js';
 import { startServer } from './server.js';
 import type { Stats } from '../maps/codecs.js';
+import { SpliceWatch } from './splice-watch.js';
 
 const log = child('agent');
 
@@ -77,6 +78,7 @@ export class Agent {
   private syncing = false;
   private stopped = false;
   private lastMapFull = 0n;
+  private spliceWatch: SpliceWatch | undefined;
   readonly metrics: AgentMetrics;
   readonly startedAt = new Date();
   lastSync: AgentStatus['lastSync'] = null;
@@ -102,6 +104,7 @@ export class Agent {
     log.info({ pinDir: this.opts.pinDir, cgroup: this.loadResult.cgroup.path, adopted: this.loadResult.upgraded }, this.loadResult.upgraded ? 'adopted pinned meshbpf' : 'loaded meshbpf');
     this.maps = openMaps(this.opts.pinDir);
     this.lastMapFull = readStats(this.maps.stats).sockets_map_full;
+    this.spliceWatch = new SpliceWatch(this.opts.pinDir, this.maps, this.loadResult.spliceGuard.refuse);
 
     const src = this.source;
     src.on('snapshot', (s) => this.schedule(s));
@@ -178,6 +181,7 @@ export class Agent {
 
   private watchMapFull(): void {
     if (!this.maps) return;
+    this.spliceWatch?.check(); // splice(2) readers the guard found (logs each destination)
     try {
       const now = readStats(this.maps.stats).sockets_map_full;
       if (now > this.lastMapFull) {

@@ -342,7 +342,8 @@ function loadSpliceGuard(paths: string[], loadObject: (path: string) => void, lo
         }
         state[part] = true;
       } catch (e) {
-        state.notes.push(`${part === 'detect' ? 'detection' : 'refusal'}: ${((e as Error).message.split('\n')[0] ?? '').slice(0, 200)}`);
+        const first = ((e as Error).message.split('\n')[0] ?? '').replace(/ \(libbpf:.*$/, '');
+        state.notes.push(`${part === 'detect' ? 'detection' : 'refusal'}: ${first.slice(0, 200)}`);
       } finally {
         for (const l of made) linkApi.release(l);
       }

@@ -22,6 +22,7 @@ import { openMaps, pinPaths } from '../../src/maps/pinned.js';
 import { listExclusions, openExclusions } from '../../src/maps/exclude.js';
 import { SPLICE_GUARD_LINKS } from '../../src/loader/load.js';
 import { PROJECT_ROOT } from '../../src/paths.js';
+import { SpliceWatch } from '../../src/agent/splice-watch.js';
 import { waitForListen } from '../../src/topo/peers.js';
 import { cli, delta, kernelSuite, sha256, stats, tempDir, waitFor } from '../helpers/kernel.js';
 
@@ -150,6 +151,15 @@ ktest('a splice read of a bypassed socket is counted, its destination excluded, 
   t.is(e?.reason, 'splice', 'the destination was recorded');
   t.is(e?.comm, 'splicesink', 'with the reader that spliced');
   t.true((e?.hits ?? 0n) >= 1n);
+  // The agent's watch logs it once (port, workload, reader), not on every poll.
+  const maps = openMaps(topo!.pinDir, { readOnly: true });
+  try {
+    const watch = new SpliceWatch(topo!.pinDir, maps, guard('refuse'));
+    t.deepEqual(watch.check().map((x) => `${x.ip}:${x.port} ${x.comm}`), ['198.18.6.2:7102 splicesink']);
+    t.deepEqual(watch.check(), [], 'logged once');
+  } finally {
+    maps.close();
+  }
 
   const before2 = stats(topo!.pinDir);
   const second = await spliceTransfer(7102);
