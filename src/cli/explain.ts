@@ -6,6 +6,23 @@ import { openMaps } from '../maps/pinned.js';
 import type { EndpointValue } from '../maps/codecs.js';
 import { hostPort } from '../maps/dump.js';
 import { readRuleReasons } from '../maps/state.js';
+import { describeExclusion, openExclusions } from '../maps/exclude.js';
+import type { Exclusion } from '../maps/exclude.js';
+
+/** The mb_no_bypass entry for a destination (absent map: older pins, none). */
+function exclusionOf(pinDir: string, ip: string, port: number): Exclusion | undefined {
+  try {
+    const m = openExclusions(pinDir, { readOnly: true });
+    try {
+      const v = m.get({ ip, port });
+      return v ? { ip, port, ...v } : undefined;
+    } finally {
+      m.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
 
 export interface Explanation {
   verdict: 'bypass' | 'proxy' | 'none';
@@ -35,6 +52,7 @@ export function explainFromKernel(pinDir: string, dstText: string, port: number,
     reasons.push(pol ? `mb_policy ${hostPort(dst, port)} = ${pol.verdict} (rule ${pol.ruleId})` : `mb_policy has no verdict for ${hostPort(dst, port)}`);
     if (pol) for (const r of readRuleReasons(pinDir, pol.ruleId)) reasons.push(`  rule ${pol.ruleId}: ${r}`);
 
+    const excluded = exclusionOf(pinDir, dst, port);
     let verdict: Explanation['verdict'];
     if (!pol || pol.verdict === 'none') {
       verdict = 'none';
@@ -51,6 +69,11 @@ export function explainFromKernel(pinDir: string, dstText: string, port: number,
     } else if (src !== undefined && srcEp && srcEp.networkId !== dstEp.networkId) {
       verdict = 'none';
       reasons.push(`=> normal path: source network ${srcEp.networkId} != destination network ${dstEp.networkId}`);
+    } else if (excluded) {
+      // sockops checks mb_no_bypass last, right before the insert
+      verdict = 'none';
+      reasons.push(`mb_no_bypass ${describeExclusion(excluded)}`);
+      reasons.push('=> normal path: the destination is excluded from bypass (meshbpf exclude list)');
     } else {
       verdict = 'bypass';
       reasons.push(src === undefined ? `=> bypass for clients that are local on network ${dstEp.networkId}` : '=> bypass: socket to socket, skipping the TCP/IP stack');

@@ -30,7 +30,7 @@ import {
   type ObjHandle,
   type ProgHandle,
 } from '../sys/libbpf.js';
-import { DEFAULT_PIN_DIR, MAP_NAMES, PINNED_MAPS, pinPaths, PROG_NAMES } from '../maps/pinned.js';
+import { DEFAULT_PIN_DIR, MAP_NAMES, PINNED_MAPS, pinPaths, PROG_NAMES, SPLICE_GUARD_LINKS } from '../maps/pinned.js';
 import { compileAll } from './compile.js';
 import { probeFeatures, requireFeatures } from './features.js';
 import { checkPrivileges, chooseCgroup, ensureBpffs, type CgroupChoice } from './preflight.js';
@@ -76,11 +76,6 @@ export interface SpliceGuardState {
   notes: string[];
 }
 
-/** Pinned tracing links of the splice guard, by program name. */
-export const SPLICE_GUARD_LINKS = {
-  detect: ['mb_splice_seen'],
-  refuse: ['mb_splice_in', 'mb_splice_out', 'mb_sendfile_in', 'mb_sendfile_out', 'mb_splice_refuse'],
-} as const;
 
 export const DEFAULT_SIZES = { maxSockets: 65536, maxEndpoints: 131072, maxPolicies: 65536 };
 

@@ -30,6 +30,13 @@ export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state', 'mb_no_bypass', 'mb_sk_
 
 export const PROG_NAMES = ['mb_sockops', 'mb_sk_msg'] as const;
 
+/** Tracing links of the splice guard (optional: the kernel may refuse them),
+ * pinned as links/<program name>. detect: bpf/splice.c; refuse: bpf/splice_refuse.c. */
+export const SPLICE_GUARD_LINKS = {
+  detect: ['mb_splice_seen'],
+  refuse: ['mb_splice_in', 'mb_splice_out', 'mb_sendfile_in', 'mb_sendfile_out', 'mb_splice_refuse'],
+} as const;
+
 export function pinPaths(pinDir: string) {
   return {
     root: pinDir,

@@ -18,9 +18,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { openMaps, pinPaths } from '../../src/maps/pinned.js';
+import { openMaps, pinPaths, SPLICE_GUARD_LINKS } from '../../src/maps/pinned.js';
 import { listExclusions, openExclusions } from '../../src/maps/exclude.js';
-import { SPLICE_GUARD_LINKS } from '../../src/loader/load.js';
 import { PROJECT_ROOT } from '../../src/paths.js';
 import { SpliceWatch } from '../../src/agent/splice-watch.js';
 import { waitForListen } from '../../src/topo/peers.js';
@@ -116,6 +115,8 @@ ktest('an operator exclusion keeps a BYPASS destination on the stack: a splice r
   t.is(d.sockets_inserted, 0);
   t.is(d.redirect_bytes, 0);
 
+  const why = cli(['policy', 'explain', SERVER, '7101', '--pin-dir', topo!.pinDir, '-o', 'json']);
+  t.is((JSON.parse(why.stdout) as { verdict: string }).verdict, 'none', 'explain tells the exclusion');
   const list = cli(['exclude', 'list', '--pin-dir', topo!.pinDir]);
   t.regex(list.stdout, /198\.18\.6\.2:7101: excluded by the operator/);
   t.is(cli(['exclude', 'del', SERVER, '7101', '--pin-dir', topo!.pinDir]).code, 0);
@@ -124,6 +125,8 @@ ktest('an operator exclusion keeps a BYPASS destination on the stack: a splice r
 
 ktest('a splice read of a bypassed socket is counted, its destination excluded, and the next connection gets every byte', async (t) => {
   t.true(guard('detect') || guard('refuse'), `the splice guard did not load on this kernel (no ${SPLICE_GUARD_LINKS.detect[0]} / ${SPLICE_GUARD_LINKS.refuse[0]} pins; see the loader's warning)`);
+  const st = JSON.parse(cli(['status', '-o', 'json', '--pin-dir', topo!.pinDir]).stdout) as { attachment: { spliceGuard: { detect: boolean; refuse: boolean } } };
+  t.deepEqual(st.attachment.spliceGuard, { detect: guard('detect'), refuse: guard('refuse') }, 'status says what the guard does here');
   bypass(7102);
 
   const before1 = stats(topo!.pinDir);
