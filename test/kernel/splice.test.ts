@@ -96,7 +96,17 @@ const guard = (part: 'detect' | 'refuse') => SPLICE_GUARD_LINKS[part].every((nam
 
 test.before(() => {
   if (!topo) return;
-  execFileSync('cc', ['-O2', '-Wall', '-Werror', '-o', sink, join(PROJECT_ROOT, 'test', 'tools', 'splicesink.c')]);
+  // scripts/setup.sh installs clang; cc only where build-essential is present
+  const cc = ['cc', 'clang'].find((x) => {
+    try {
+      execFileSync('sh', ['-c', `command -v ${x}`], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  if (!cc) throw new Error('no C compiler (cc or clang) for test/tools/splicesink.c; run scripts/setup.sh');
+  execFileSync(cc, ['-O2', '-Wall', '-Werror', '-o', sink, join(PROJECT_ROOT, 'test', 'tools', 'splicesink.c')]);
 });
 
 ktest('an operator exclusion keeps a BYPASS destination on the stack: a splice receiver gets every byte', async (t) => {
