@@ -1,6 +1,7 @@
 // Load, pin and attach meshbpf; unload exactly what it pinned.
 //
 // Layout under the pin directory:   maps/mb_*   progs/mb_*   links/mb_sockops_cgroup
+// (+ links/mb_splice_* etc.: the splice guard's tracing links, where the kernel allows them)
 // Loading over an existing pin directory reuses every compatible pinned map (so
 // live connections keep their sockhash entries), swaps the programs in place
 // (bpf_link_update for sockops, prog attach replaces sk_msg on the map) and
@@ -75,7 +76,6 @@ export interface SpliceGuardState {
   /** why a part is missing, one line each */
   notes: string[];
 }
-
 
 export const DEFAULT_SIZES = { maxSockets: 65536, maxEndpoints: 131072, maxPolicies: 65536 };
 
