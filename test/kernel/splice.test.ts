@@ -15,7 +15,7 @@
 //    reader falls back to read(2), or stops on the error.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { openMaps, pinPaths, SPLICE_GUARD_LINKS } from '../../src/maps/pinned.js';
@@ -29,12 +29,13 @@ const dir = tempDir();
 const sink = join(dir, 'splicesink');
 const { ktest, topo } = kernelSuite('kernel splice test', {
   pods: [
-    { name: 'a', v4: '198.18.6.1/24' },
-    { name: 'b', v4: '198.18.6.2/24' },
+    { name: 'a', v4: '198.18.6.1/24', v6: 'fd00:0:0:6::1/64' },
+    { name: 'b', v4: '198.18.6.2/24', v6: 'fd00:0:0:6::2/64' },
   ],
   teardown: () => rmSync(dir, { recursive: true, force: true }),
 });
 const SERVER = '198.18.6.2';
+const SERVER6 = 'fd00:0:0:6::2';
 
 interface SinkResult {
   code: number | null;
@@ -73,20 +74,39 @@ async function spliceTransfer(port: number, mode: 'fallback' | 'strict' = 'fallb
   return { ...r, code, sent: sha256(data), received: existsSync(out) ? sha256(readFileSync(out)) : 'missing', n };
 }
 
-function bypass(port: number): void {
+/** Server (socat, pod b) sends after accept -> splicing CLIENT (pod a), over IPv6. */
+async function spliceClientTransfer(port: number, n = 4 << 20): Promise<SinkResult> {
+  const t = topo!;
+  const input = join(dir, `in-${port}-${Date.now()}.bin`);
+  const out = join(dir, `out6-${port}-${Date.now()}.bin`);
+  const data = randomBytes(n);
+  writeFileSync(input, data);
+  const srv = t.spawn('b', ['socat', '-u', `OPEN:${input}`, `TCP6-LISTEN:${port},reuseaddr`]);
+  const srvDone = new Promise<number | null>((res) => srv.on('exit', (code) => res(code)));
+  await waitForListen(t, 'b', port);
+  const { stdout } = await t.run('a', [sink, 'connect', SERVER6, String(port), out], { timeoutMs: 30_000 }).catch((e: { stdout?: string; code?: number }) => ({ stdout: e.stdout ?? '' }));
+  await srvDone;
+  const line = stdout.trim().split('\n').pop() ?? '';
+  if (!line.startsWith('{')) throw new Error(`splicesink (client) printed no result: ${stdout}`);
+  const r = JSON.parse(line) as Omit<SinkResult, 'code' | 'sent' | 'received' | 'n'>;
+  return { ...r, code: 0, sent: sha256(data), received: existsSync(out) ? sha256(readFileSync(out)) : 'missing', n };
+}
+
+function bypass(port: number, ip = SERVER): void {
   const m = openMaps(topo!.pinDir);
   try {
     m.endpoints.set('198.18.6.0/24', { local: true, mesh: true, networkId: 0, workloadId: 0 });
-    m.policy.set({ ip: SERVER, port }, { verdict: 'bypass', ruleId: 1 });
+    m.endpoints.set('fd00:0:0:6::/64', { local: true, mesh: true, networkId: 0, workloadId: 0 });
+    m.policy.set({ ip, port }, { verdict: 'bypass', ruleId: 1 });
   } finally {
     m.close();
   }
 }
 
-function exclusion(port: number) {
+function exclusion(port: number, ip = SERVER) {
   const m = openExclusions(topo!.pinDir, { readOnly: true });
   try {
-    return listExclusions(m).find((e) => e.ip === SERVER && e.port === port);
+    return listExclusions(m).find((e) => e.ip === ip && e.port === port);
   } finally {
     m.close();
   }
@@ -184,4 +204,31 @@ ktest('a splice read of a bypassed socket is counted, its destination excluded, 
   t.is(d2.sockets_inserted, 0);
   t.is(d2.redirect_bytes, 0);
   t.is(d2.splice_reads + d2.splice_refused, 0, 'nothing left to guard');
+});
+
+ktest('a CLIENT that splices the response, over IPv6: the server destination is excluded, the next connection gets every byte', async (t) => {
+  t.true(guard('detect') || guard('refuse'), 'the splice guard is loaded');
+  bypass(7104, SERVER6);
+
+  const before1 = stats(topo!.pinDir);
+  const first = await spliceClientTransfer(7104);
+  const d1 = delta(before1, stats(topo!.pinDir));
+  t.is(d1.sockets_inserted, 2, 'the first connection was bypassed');
+  t.true(d1.redirect_bytes > 0, 'the response was redirected to the client');
+  if (guard('refuse')) {
+    t.true(d1.splice_refused >= 1);
+    t.is(first.received, first.sent, 'the client fell back to read(2) and got every byte');
+  } else {
+    t.true(d1.splice_reads >= 1, "the client's splice read was counted");
+  }
+  const e = exclusion(7104, SERVER6);
+  t.is(e?.reason, 'splice', 'the SERVER destination was recorded, from the client socket');
+  t.is(e?.comm, 'splicesink');
+
+  const before2 = stats(topo!.pinDir);
+  const second = await spliceClientTransfer(7104);
+  const d2 = delta(before2, stats(topo!.pinDir));
+  t.is(second.received, second.sent, 'every byte, in order');
+  t.is(d2.skip_excluded, 2);
+  t.is(d2.redirect_bytes, 0);
 });

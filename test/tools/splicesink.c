@@ -5,8 +5,10 @@
  * test/kernel/splice.test.ts.
  *
  *   splicesink ADDR PORT OUT [strict]
+ *   splicesink connect ADDR PORT OUT [strict]
  *
- * Accepts ONE connection and copies it to OUT until EOF. When splice fails
+ * Accepts ONE connection (or, with "connect", makes one: the client side
+ * reads) and copies it to OUT until EOF. When splice fails
  * with EINVAL ("this fd cannot splice") it falls back to read(2), as Go does;
  * with "strict" it exits 3 instead. Prints one JSON line:
  *   {"bytes":N,"splice_bytes":S,"read_bytes":R,"splice_errno":E}
@@ -43,12 +45,15 @@ int main(int argc, char **argv)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE };
 	long long spliced = 0, readn = 0;
-	int one = 1, p[2], ls, s, out, err = 0, strict;
+	int one = 1, p[2], ls, s, out, err = 0, strict, client;
 	struct addrinfo *ai;
 	static char buf[1 << 16];
 
+	client = argc > 1 && !strcmp(argv[1], "connect");
+	argv += client;
+	argc -= client;
 	if (argc < 4) {
-		fprintf(stderr, "usage: splicesink ADDR PORT OUT [strict]\n");
+		fprintf(stderr, "usage: splicesink [connect] ADDR PORT OUT [strict]\n");
 		return 2;
 	}
 	strict = argc > 4 && !strcmp(argv[4], "strict");
@@ -57,12 +62,18 @@ int main(int argc, char **argv)
 	ls = socket(ai->ai_family, SOCK_STREAM, 0);
 	if (ls < 0)
 		die("socket");
-	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(ls, ai->ai_addr, ai->ai_addrlen) || listen(ls, 1))
-		die("bind/listen");
-	s = accept(ls, NULL, NULL);
-	if (s < 0)
-		die("accept");
+	if (client) {
+		if (connect(ls, ai->ai_addr, ai->ai_addrlen))
+			die("connect");
+		s = ls;
+	} else {
+		setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(ls, ai->ai_addr, ai->ai_addrlen) || listen(ls, 1))
+			die("bind/listen");
+		s = accept(ls, NULL, NULL);
+		if (s < 0)
+			die("accept");
+	}
 	out = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (out < 0 || pipe(p))
 		die("open/pipe");
