@@ -6,8 +6,9 @@
  * recvmsg/read drain (tcp_bpf_recvmsg). splice(2) goes through tcp_splice_read,
  * which reads the TCP receive queue only: a splicing reader of a bypassed
  * socket gets EOF and the redirected bytes are freed with the socket.
- * bpf/splice.c refuses such splices with EINVAL (readers fall back to read(2))
- * and records the destination here, so later connections to it keep the stack.
+ * bpf/splice_refuse.c refuses such splices with EINVAL where the kernel allows
+ * fentry/fmod_ret (readers fall back to read(2)); bpf/splice.c only detects
+ * them. Both record the destination here, so later connections keep the stack.
  */
 #ifndef MESHBPF_SPLICE_H
 #define MESHBPF_SPLICE_H
