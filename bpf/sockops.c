@@ -20,6 +20,7 @@
  */
 #include "include/maps.h"
 #include "include/ctx.h"
+#include "include/splice.h"
 
 static __always_inline const struct mb_endpoint_value *mb_endpoint(const __u32 ip[4])
 {
@@ -46,15 +47,19 @@ static __always_inline void mb_mirror(struct mb_sock_key *peer, const struct mb_
 	peer->netns_cookie = self->netns_cookie;
 }
 
-/* Insert the socket under `self`, remembering `peer` for sk_msg. */
+/* Insert the socket under `self`, remembering `peer` for sk_msg. `dst` is the
+ * server side of the pair (what operators and the splice guard exclude). */
 static __always_inline int mb_pair(struct bpf_sock_ops *skops, struct mb_sock_key *self,
-				   const struct mb_sock_key *peer, __u32 leg)
+				   const struct mb_sock_key *peer, __u32 leg, struct mb_policy_key *dst)
 {
 	struct bpf_sock *sk = skops->sk;
 	struct mb_sk_state *st;
 	int err; /* int: 6.1 returns these errors zero-extended in 64 bits (seen in the VM) */
 
 	if (!sk)
+		return -1;
+	/* splice guard (include/splice.h): excluded destinations stay on the stack */
+	if (mb_splice_guard(skops, dst))
 		return -1;
 	st = bpf_sk_storage_get(&mb_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st) {
@@ -138,7 +143,7 @@ static __always_inline void mb_direct(struct bpf_sock_ops *skops, struct mb_sock
 #endif
 	}
 	mb_mirror(&peer, key);
-	mb_pair(skops, key, &peer, MB_LEG_DIRECT);
+	mb_pair(skops, key, &peer, MB_LEG_DIRECT, &pk);
 }
 
 #ifndef MB_NO_NETNS_COOKIE /* sidecar legs need the netns cookie (loopback legs) */
@@ -276,7 +281,7 @@ static __always_inline int mb_sidecar_active(struct bpf_sock_ops *skops, const s
 					     const struct mb_endpoint_value *re)
 {
 	struct mb_leg_value v = {};
-	struct mb_policy_key me = {};
+	struct mb_policy_key me = {}, dst = {};
 	struct mb_sk_state *st = 0;
 	struct mb_leg_value *old;
 	__u32 owner = 0;
@@ -321,7 +326,9 @@ static __always_inline int mb_sidecar_active(struct bpf_sock_ops *skops, const s
 	}
 	/* Remove the claim when this socket closes. */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
-	if (mb_pair(skops, key, &v.claim, leg) < 0)
+	__builtin_memcpy(dst.ip, v.claim.local_ip, sizeof(dst.ip));
+	dst.port = v.claim.local_port;
+	if (mb_pair(skops, key, &v.claim, leg, &dst) < 0)
 		bpf_map_delete_elem(&mb_legs, &me);
 	return 1;
 }
@@ -329,7 +336,7 @@ static __always_inline int mb_sidecar_active(struct bpf_sock_ops *skops, const s
 /* Server side: pair only if our client claimed exactly this socket. */
 static __always_inline int mb_sidecar_passive(struct bpf_sock_ops *skops, struct mb_sock_key *key)
 {
-	struct mb_policy_key client = {};
+	struct mb_policy_key client = {}, dst = {};
 	struct mb_leg_value *v;
 	struct mb_sock_key peer;
 	__u32 leg;
@@ -353,7 +360,9 @@ static __always_inline int mb_sidecar_passive(struct bpf_sock_ops *skops, struct
 	}
 	__builtin_memcpy(&peer, &v->client, sizeof(peer));
 	leg = v->leg;
-	mb_pair(skops, key, &peer, leg);
+	__builtin_memcpy(dst.ip, key->local_ip, sizeof(dst.ip));
+	dst.port = key->local_port;
+	mb_pair(skops, key, &peer, leg, &dst);
 	return 1;
 }
 

@@ -101,6 +101,9 @@ enum mb_stat {
 	MB_STAT_SKIP_SIDECAR_AMBIGUOUS,  /* two live sockets share the client address: never guess */
 	MB_STAT_SKIP_SIDECAR_UNMATCHED,  /* server whose client claimed another server socket */
 	MB_STAT_SIDECAR_TABLE_FULL,      /* mb_legs full: the leg keeps the stack */
+	MB_STAT_SPLICE_READS,            /* splice(2)/sendfile(2) reads of a bypassed socket (data was lost) */
+	MB_STAT_SPLICE_REFUSED,          /* such reads refused with EINVAL before reading (nothing lost) */
+	MB_STAT_SKIP_EXCLUDED,           /* destination in mb_no_bypass (operator or splice reader) */
 	MB_STAT_MAX,
 };
 #define MB_STAT_SLOTS 32
@@ -171,5 +174,22 @@ _Static_assert(sizeof(struct mb_sock_key) == MB_SOCK_KEY_SIZE, "mb_sock_key");
 _Static_assert(sizeof(struct mb_config) == MB_CONFIG_SIZE, "mb_config");
 _Static_assert(sizeof(struct mb_leg_value) == MB_LEG_VALUE_SIZE, "mb_leg_value");
 _Static_assert(sizeof(struct mb_sk_state) == MB_SK_STATE_SIZE, "mb_sk_state");
+/* mb_no_bypass (HASH, key struct mb_policy_key): destinations that never get
+ * a bypass, whatever mb_policy says. Written by the operator (`meshbpf exclude
+ * add`) or by the splice guard (bpf/splice.c) when a bypassed socket of that
+ * destination was read with splice(2). The policy sync never touches it. */
+enum mb_exclude_reason {
+	MB_EXCLUDE_OPERATOR = 1,
+	MB_EXCLUDE_SPLICE = 2,
+};
+
+struct mb_exclude_value {
+	__u32 reason;   /* enum mb_exclude_reason */
+	__u32 pid;      /* splice: tgid of the first reader that spliced */
+	__u64 hits;     /* splice reads seen on bypassed sockets of this destination */
+	__u64 first_ns; /* splice: bpf_ktime_get_ns() of the first (CLOCK_MONOTONIC) */
+	char comm[16];  /* splice: that reader's command name */
+};
+#define MB_EXCLUDE_VALUE_SIZE 40
 
 #endif /* MESHBPF_H */

@@ -25,6 +25,7 @@ import { probeFeatures } from '../loader/features.js';
 import { UserError } from '../errors.js';
 import { startServer } from './server.js';
 import type { Stats } from '../maps/codecs.js';
+import { SpliceWatch } from './splice-watch.js';
 
 const log = child('agent');
 
@@ -83,6 +84,7 @@ export class Agent {
   private syncing = false;
   private stopped = false;
   private lastMapFull = 0n;
+  private spliceWatch: SpliceWatch | undefined;
   readonly metrics: AgentMetrics;
   readonly startedAt = new Date();
   lastSync: AgentStatus['lastSync'] = null;
@@ -111,6 +113,7 @@ export class Agent {
     const sc = applySidecar(this.maps, this.opts.sidecar);
     if (this.opts.sidecar) log.info({ captured: this.opts.sidecar.cidrs, ...this.opts.sidecar.config }, `sidecar pairing on for ${sc.captured} captured prefixes`);
     this.lastMapFull = readStats(this.maps.stats).sockets_map_full;
+    this.spliceWatch = new SpliceWatch(this.opts.pinDir, this.maps, this.loadResult.spliceGuard.refuse);
 
     const src = this.source;
     src.on('snapshot', (s) => this.schedule(s));
@@ -187,6 +190,7 @@ export class Agent {
 
   private watchMapFull(): void {
     if (!this.maps) return;
+    this.spliceWatch?.check(); // splice(2) readers the guard found (logs each destination)
     try {
       const now = readStats(this.maps.stats).sockets_map_full;
       if (now > this.lastMapFull) {

@@ -13,6 +13,7 @@ const SKIP_REASONS: Record<string, string> = {
   skip_no_policy: 'no_verdict',
   skip_proxy: 'proxy_verdict',
   skip_loopback_no_cookie: 'loopback_without_netns_cookie',
+  skip_excluded: 'excluded_destination',
 };
 
 export class AgentMetrics {
@@ -48,6 +49,8 @@ export class AgentMetrics {
     counter('meshbpf_sockets_inserted_total', 'sockets inserted into mb_sockets', (s) => s.sockets_inserted);
     counter('meshbpf_sockets_established_total', 'established TCP sockets seen by sockops', (s) => s.sockops_established);
     counter('meshbpf_sockets_map_full_total', 'sockets not inserted because mb_sockets was full (they took the normal stack)', (s) => s.sockets_map_full);
+    counter('meshbpf_splice_reads_total', 'splice(2)/sendfile(2) reads of bypassed sockets seen (their redirected bytes were lost)', (s) => s.splice_reads);
+    counter('meshbpf_splice_refused_total', 'splice(2)/sendfile(2) reads of bypassed sockets refused with EINVAL before reading', (s) => s.splice_refused);
     counter('meshbpf_sockets_insert_failed_total', 'sockets not inserted for another error (e.g. key collision)', (s) => s.insert_failed);
     new client.Counter({
       name: 'meshbpf_sockets_skipped_total',

@@ -165,7 +165,7 @@ export interface StatusReport {
   pinDir: string;
   loaded: boolean;
   programs: ReturnType<typeof inspect>['programs'];
-  attachment: { sockops: ReturnType<typeof inspect>['sockops']; skMsg: ReturnType<typeof inspect>['skMsg'] };
+  attachment: { sockops: ReturnType<typeof inspect>['sockops']; skMsg: ReturnType<typeof inspect>['skMsg']; spliceGuard: ReturnType<typeof inspect>['spliceGuard'] };
   maps: Array<{ name: string; id: number; type: string; entries: number; capacity: number }>;
   counters: Record<string, number>;
   problems: string[];
@@ -197,7 +197,7 @@ export async function collectStatus(pinDir: string): Promise<StatusReport> {
     pinDir,
     loaded: i.loaded,
     programs: i.programs,
-    attachment: { sockops: i.sockops, skMsg: i.skMsg },
+    attachment: { sockops: i.sockops, skMsg: i.skMsg, spliceGuard: i.spliceGuard },
     maps: [],
     counters: {},
     problems: i.problems,
@@ -253,6 +253,8 @@ function renderStatus(s: StatusReport): string {
   lines.push(`pin dir   ${s.pinDir}`);
   lines.push(`sockops   ${s.attachment.sockops.attached ? `attached to ${s.attachment.sockops.cgroup} (link ${s.attachment.sockops.linkId})` : 'NOT attached'}`);
   lines.push(`sk_msg    ${s.attachment.skMsg.attached ? 'attached to mb_sockets' : 'NOT attached'}`);
+  const g = s.attachment.spliceGuard;
+  lines.push(`splice    ${g.refuse ? 'guard on: splice(2) reads of bypassed sockets are refused (EINVAL)' : g.detect ? 'detected, not refused: a splicing server loses its first connection (meshbpf exclude add)' : 'NO guard: splicing servers lose bypassed bytes (meshbpf exclude add)'}`);
   lines.push('');
   lines.push(formatRows([['PROGRAM', 'ID', 'TAG', 'LOADED'], ...s.programs.map((p) => [p.name, String(p.id), p.tag, p.loadedAt ?? '-'])]));
   lines.push('');

@@ -9,6 +9,23 @@ import type { EndpointValue } from '../maps/codecs.js';
 import { hostPort } from '../maps/dump.js';
 import { readRuleReasons } from '../maps/state.js';
 import { classifyLeg, type Owner } from '../policy/legs.js';
+import { describeExclusion, openExclusions } from '../maps/exclude.js';
+import type { Exclusion } from '../maps/exclude.js';
+
+/** The mb_no_bypass entry for a destination (absent map: older pins, none). */
+function exclusionOf(pinDir: string, ip: string, port: number): Exclusion | undefined {
+  try {
+    const m = openExclusions(pinDir, { readOnly: true });
+    try {
+      const v = m.get({ ip, port });
+      return v ? { ip, port, ...v } : undefined;
+    } finally {
+      m.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
 
 export interface Explanation {
   verdict: 'bypass' | 'proxy' | 'none';
@@ -41,6 +58,7 @@ export function explainFromKernel(pinDir: string, dstText: string, port: number,
     if (pol) for (const r of readRuleReasons(pinDir, pol.ruleId)) reasons.push(`  rule ${pol.ruleId}: ${r}`);
 
     const b = sockopsBlockers(pol?.verdict, dstEp ?? undefined, srcEp ?? undefined);
+    const excluded = exclusionOf(pinDir, dst, port);
     let verdict: Explanation['verdict'];
     if (b.noVerdict) {
       verdict = 'none';
@@ -57,6 +75,11 @@ export function explainFromKernel(pinDir: string, dstText: string, port: number,
     } else if (src !== undefined && srcEp && b.otherNetwork) {
       verdict = 'none';
       reasons.push(`=> normal path: source network ${srcEp.networkId} != destination network ${dstEp.networkId}`);
+    } else if (excluded) {
+      // sockops checks mb_no_bypass last, right before the insert
+      verdict = 'none';
+      reasons.push(`mb_no_bypass ${describeExclusion(excluded)}`);
+      reasons.push('=> normal path: the destination is excluded from bypass (meshbpf exclude list)');
     } else {
       verdict = 'bypass';
       reasons.push(src === undefined ? `=> bypass for clients that are local on network ${dstEp.networkId}` : '=> bypass: socket to socket, skipping the TCP/IP stack');

@@ -13,6 +13,7 @@ import { explainFromKernel, renderExplain } from './explain.js';
 import { registerDemo } from './demo.js';
 import { registerSync } from './sync.js';
 import { registerAgent } from './agent.js';
+import { registerExclude } from './exclude.js';
 
 export function buildProgram(): Command {
   const program = new Command('meshbpf')
@@ -177,6 +178,7 @@ export function buildProgram(): Command {
 
   registerSync(program);
   registerAgent(program);
+  registerExclude(program);
   registerDemo(program);
   return program;
 }

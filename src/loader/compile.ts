@@ -9,8 +9,9 @@ import { child } from '../log.js';
 
 const log = child('compile');
 
-/** One object per hook: bpf/<name>.c -> build/bpf/<name>.o */
-export const BPF_OBJECTS = ['sockops', 'sk_msg', 'connect'] as const;
+/** One object per hook: bpf/<name>.c -> build/bpf/<name>.o. The first three are
+ * required; the splice guard objects load where the kernel allows (load.ts). */
+export const BPF_OBJECTS = ['sockops', 'sk_msg', 'connect', 'splice', 'splice_refuse'] as const;
 
 function multiarchInclude(): string[] {
   const triple = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';

@@ -4,7 +4,7 @@
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { BpfError } from '../errors.js';
 import { AttachType, closeFd, linkInfo, mapInfo, MAP_TYPE_NAMES, objGet, progInfo, progQuery } from '../sys/libbpf.js';
-import { MAP_NAMES, pinPaths, PROG_NAMES } from '../maps/pinned.js';
+import { MAP_NAMES, pinPaths, PROG_NAMES, SPLICE_GUARD_LINKS } from '../maps/pinned.js';
 import { cachedCgroupPathById } from './preflight.js';
 
 export interface Inspection {
@@ -13,6 +13,8 @@ export interface Inspection {
   programs: Array<{ name: string; id: number; tag: string; loadedAt: string | null }>;
   sockops: { linkId: number | null; cgroupId: string | null; cgroup: string | null; attached: boolean };
   skMsg: { attached: boolean };
+  /** splice guard parts whose links are pinned (see SPLICE_GUARD_LINKS) */
+  spliceGuard: { detect: boolean; refuse: boolean };
   maps: Array<{ name: string; id: number; type: string; capacity: number }>;
   problems: string[];
 }
@@ -31,6 +33,10 @@ export function inspect(pinDir: string): Inspection {
     programs: [],
     sockops: { linkId: null, cgroupId: null, cgroup: null, attached: false },
     skMsg: { attached: false },
+    spliceGuard: {
+      detect: SPLICE_GUARD_LINKS.detect.every((n) => existsSync(p.link(n))),
+      refuse: SPLICE_GUARD_LINKS.refuse.every((n) => existsSync(p.link(n))),
+    },
     maps: [],
     problems: [],
   };

@@ -1,6 +1,7 @@
 // Load, pin and attach meshbpf; unload exactly what it pinned.
 //
 // Layout under the pin directory:   maps/mb_*   progs/mb_*   links/mb_sockops_cgroup
+// (+ links/mb_splice_* etc.: the splice guard's tracing links, where the kernel allows them)
 // Loading over an existing pin directory reuses every compatible pinned map (so
 // live connections keep their sockhash entries), swaps the programs in place
 // (bpf_link_update for sockops, prog attach replaces sk_msg on the map) and
@@ -24,11 +25,12 @@ import {
   progDetach,
   progInfo,
   withLibbpfMessages,
+  type LinkHandle,
   type MapDef,
   type ObjHandle,
   type ProgHandle,
 } from '../sys/libbpf.js';
-import { CGROUP_LINKS, DEFAULT_PIN_DIR, MAP_NAMES, PINNED_MAPS, pinPaths, PROG_NAMES } from '../maps/pinned.js';
+import { CGROUP_LINKS, DEFAULT_PIN_DIR, MAP_NAMES, PINNED_MAPS, pinPaths, PROG_NAMES, SPLICE_GUARD_LINKS } from '../maps/pinned.js';
 import { compileAll } from './compile.js';
 import { probeFeatures, requireFeatures } from './features.js';
 import { checkPrivileges, chooseCgroup, ensureBpffs, type CgroupChoice } from './preflight.js';
@@ -62,6 +64,17 @@ export interface LoadResult {
   linkId: number;
   /** true when programs replaced an earlier load in place */
   upgraded: boolean;
+  spliceGuard: SpliceGuardState;
+}
+
+/** What the splice guard can do on this kernel (see bpf/splice.c, bpf/splice_refuse.c). */
+export interface SpliceGuardState {
+  /** splice/sendfile reads of bypassed sockets are counted and their destination excluded */
+  detect: boolean;
+  /** such reads are refused with EINVAL before anything is read (nothing lost) */
+  refuse: boolean;
+  /** why a part is missing, one line each */
+  notes: string[];
 }
 
 export const DEFAULT_SIZES = { maxSockets: 65536, maxEndpoints: 131072, maxPolicies: 65536 };
@@ -114,7 +127,7 @@ export function load(opts: LoadOptions = {}): LoadResult {
     }
 
     const loaded: Array<{ obj: ObjHandle; progs: Map<string, { fd: number; handle: ProgHandle }> }> = [];
-    for (const path of objects) {
+    const loadObject = (path: string): void => {
       const o = objApi.open(path);
       toClose.push(o);
       for (const m of objApi.maps(o)) {
@@ -167,7 +180,10 @@ export function load(opts: LoadOptions = {}): LoadResult {
       const progs = new Map<string, { fd: number; handle: ProgHandle }>();
       for (const pr of objApi.programs(o)) progs.set(progApi.name(pr), { fd: progApi.fd(pr), handle: pr });
       loaded.push({ obj: o, progs });
-    }
+    };
+    const required = objects.slice(0, 3); // sockops, sk_msg, connect
+    const guardObjs = objects.slice(3); // the splice guard's tracing objects
+    for (const path of required) loadObject(path);
 
     const findProg = (name: string): { fd: number; handle: ProgHandle } => {
       for (const l of loaded) {
@@ -192,6 +208,9 @@ export function load(opts: LoadOptions = {}): LoadResult {
     let linkId = 0;
     for (const l of CGROUP_LINKS) linkId = attachCgroupLink(p.link(l.link), findProg(l.prog), cgroup, undo);
 
+    // The splice guard: optional, it needs tracing programs the kernel may refuse.
+    const spliceGuard = loadSpliceGuard(guardObjs, loadObject, loaded, p, undo);
+
     // Program pins (for status and unload); replace earlier ones.
     for (const name of PROG_NAMES) {
       const path = p.prog(name);
@@ -209,8 +228,8 @@ export function load(opts: LoadOptions = {}): LoadResult {
       return { name, id: i?.id ?? 0, reused: reused.has(name), maxEntries: i?.maxEntries ?? 0 };
     });
     undo.forget();
-    log.info({ pinDir, cgroup: cgroup.path, upgraded, reused: [...reused] }, 'meshbpf loaded');
-    return { pinDir, cgroup, programs, maps, linkId, upgraded };
+    log.info({ pinDir, cgroup: cgroup.path, upgraded, reused: [...reused], spliceGuard }, 'meshbpf loaded');
+    return { pinDir, cgroup, programs, maps, linkId, upgraded, spliceGuard };
   } catch (e) {
     undo.run();
     throw e;
@@ -262,6 +281,64 @@ function attachCgroupLink(linkPin: string, prog: { fd: number; handle: ProgHandl
   } finally {
     closeSync(cgFd);
   }
+}
+
+type Loaded = Array<{ obj: ObjHandle; progs: Map<string, { fd: number; handle: ProgHandle }> }>;
+
+/**
+ * Load and attach the splice guard objects, each on its own: a kernel that
+ * refuses one (no BTF, tracing locked down, no trampolines) keeps the rest.
+ * Links are pinned under links/ so the guard outlives the loading process; on
+ * an upgrade the new links are attached before the old pins are replaced.
+ */
+function loadSpliceGuard(paths: string[], loadObject: (path: string) => void, loaded: Loaded, p: ReturnType<typeof pinPaths>, undo: CleanupStack): SpliceGuardState {
+  const state: SpliceGuardState = { detect: false, refuse: false, notes: [] };
+  const parts: Array<{ part: 'detect' | 'refuse'; path: string | undefined }> = [
+    { part: 'detect', path: paths[0] },
+    { part: 'refuse', path: paths[1] },
+  ];
+  if (!existsSync('/sys/kernel/btf/vmlinux')) {
+    state.notes.push('no kernel BTF (/sys/kernel/btf/vmlinux)');
+  } else {
+    for (const { part, path } of parts) {
+      if (!path) continue;
+      const before = loaded.length;
+      const made: LinkHandle[] = [];
+      try {
+        loadObject(path);
+        const progs = loaded[before]?.progs;
+        for (const name of SPLICE_GUARD_LINKS[part]) {
+          const pr = progs?.get(name);
+          if (!pr) throw new Error(`program ${name} missing from ${path}`);
+          made.push(progApi.attachTrace(pr.handle));
+        }
+        for (const [i, name] of SPLICE_GUARD_LINKS[part].entries()) {
+          const pin = p.link(name);
+          if (existsSync(pin)) unlinkSync(pin); // the old link detaches with its last reference
+          linkApi.pin(made[i] as LinkHandle, pin);
+          undo.add(() => unlinkSync(pin));
+        }
+        state[part] = true;
+      } catch (e) {
+        const first = ((e as Error).message.split('\n')[0] ?? '').replace(/ \(libbpf:.*$/, '');
+        state.notes.push(`${part === 'detect' ? 'detection' : 'refusal'}: ${first.slice(0, 200)}`);
+      } finally {
+        for (const l of made) linkApi.release(l);
+      }
+    }
+  }
+  if (!state.detect && !state.refuse) {
+    log.warn(
+      { notes: state.notes },
+      'splice guard unavailable on this kernel: a server that reads a bypassed connection with splice(2) gets EOF and loses the redirected bytes; exclude such destinations with `meshbpf exclude add IP PORT`',
+    );
+  } else if (!state.refuse) {
+    log.warn(
+      { notes: state.notes },
+      'splice(2) reads of bypassed sockets are detected but cannot be refused on this kernel: the first connection of a splicing server loses its redirected bytes, later ones stay on the stack; exclude such destinations up front with `meshbpf exclude add IP PORT`',
+    );
+  }
+  return state;
 }
 
 function verifierError(path: string, err: unknown, bufs: Map<string, Buffer>, messages: string[]): Error {
@@ -324,7 +401,9 @@ export function unload(opts: { pinDir?: string } = {}): UnloadResult {
     }
   }
 
-  for (const path of [...PROG_NAMES.map(p.prog), ...PINNED_MAPS.map(p.map)]) {
+  // Tracing links of the splice guard: unpinning detaches them (nothing else holds them).
+  const guardLinks = [...SPLICE_GUARD_LINKS.detect, ...SPLICE_GUARD_LINKS.refuse].map(p.link);
+  for (const path of [...guardLinks, ...PROG_NAMES.map(p.prog), ...PINNED_MAPS.map(p.map)]) {
     if (existsSync(path)) {
       unlinkSync(path);
       removed.push(path);

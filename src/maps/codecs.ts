@@ -19,6 +19,7 @@ export const MB_STAT_SLOTS = 32;
 export const MB_CONFIG_SIZE = 68;
 export const MB_LEG_VALUE_SIZE = 112;
 export const MB_CFG_PORTS = 8;
+export const MB_EXCLUDE_VALUE_SIZE = 40;
 
 export const u32Host: Codec<number> = {
   size: 4,
@@ -183,6 +184,9 @@ export const STAT_NAMES = [
   'skip_sidecar_ambiguous',
   'skip_sidecar_unmatched',
   'sidecar_table_full',
+  'splice_reads',
+  'splice_refused',
+  'skip_excluded',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type Stats = Record<StatName, bigint>;
@@ -278,4 +282,38 @@ export const legValue: Codec<LegValue> = {
     poisoned: (b.readUInt32LE(o + 104) & 1) !== 0,
     leg: LEG_NAMES[b.readUInt32LE(o + 108)] ?? 'none',
   }),
+};
+// ---- mb_no_bypass: destinations never bypassed (key: policyKey) ----
+export const EXCLUDE_REASONS = { operator: 1, splice: 2 } as const;
+export type ExcludeReason = keyof typeof EXCLUDE_REASONS | 'unknown';
+
+export interface ExcludeValue {
+  reason: ExcludeReason;
+  /** splice: tgid of the first reader seen splicing */
+  pid: number;
+  /** splice reads seen on bypassed sockets of this destination */
+  hits: bigint;
+  /** splice: CLOCK_MONOTONIC ns of the first one */
+  firstNs: bigint;
+  /** splice: that reader's command name */
+  comm: string;
+}
+
+export const excludeValue: Codec<ExcludeValue> = {
+  size: MB_EXCLUDE_VALUE_SIZE,
+  encode(b, o, v) {
+    b.writeUInt32LE(v.reason === 'unknown' ? 0 : EXCLUDE_REASONS[v.reason], o);
+    b.writeUInt32LE(v.pid >>> 0, o + 4);
+    b.writeBigUInt64LE(v.hits, o + 8);
+    b.writeBigUInt64LE(v.firstNs, o + 16);
+    b.fill(0, o + 24, o + 40);
+    b.write(v.comm.slice(0, 15), o + 24, 'latin1');
+  },
+  decode(b, o) {
+    const code = b.readUInt32LE(o);
+    const reason = (Object.keys(EXCLUDE_REASONS) as Array<keyof typeof EXCLUDE_REASONS>).find((k) => EXCLUDE_REASONS[k] === code) ?? 'unknown';
+    const raw = b.subarray(o + 24, o + 40);
+    const z = raw.indexOf(0);
+    return { reason, pid: b.readUInt32LE(o + 4), hits: b.readBigUInt64LE(o + 8), firstNs: b.readBigUInt64LE(o + 16), comm: raw.toString('latin1', 0, z < 0 ? 16 : z) };
+  },
 };

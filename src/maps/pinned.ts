@@ -30,8 +30,9 @@ export const DEFAULT_PIN_DIR = '/sys/fs/bpf/meshbpf';
 /** The maps users read and the sync writes. */
 export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats', 'mb_config', 'mb_sidecar', 'mb_legs'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
-/** Every map meshbpf pins: MAP_NAMES plus internal ones (socket storage). */
-export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state'] as const;
+/** Every map meshbpf pins: MAP_NAMES plus internal ones (socket storage) and
+ * the splice guard's (bpf/include/splice.h). */
+export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state', 'mb_no_bypass', 'mb_sk_splice'] as const;
 
 export const PROG_NAMES = ['mb_sockops', 'mb_sk_msg', 'mb_connect4', 'mb_connect6'] as const;
 
@@ -45,6 +46,13 @@ export const CGROUP_LINKS = [
   { prog: 'mb_connect6', link: 'mb_connect6_cgroup' },
   { prog: 'mb_sockops', link: 'mb_sockops_cgroup' },
 ] as const;
+
+/** Tracing links of the splice guard (optional: the kernel may refuse them),
+ * pinned as links/<program name>. detect: bpf/splice.c; refuse: bpf/splice_refuse.c. */
+export const SPLICE_GUARD_LINKS = {
+  detect: ['mb_splice_seen'],
+  refuse: ['mb_splice_in', 'mb_splice_out', 'mb_sendfile_in', 'mb_sendfile_out', 'mb_splice_refuse'],
+} as const;
 
 export function pinPaths(pinDir: string) {
   return {

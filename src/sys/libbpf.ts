@@ -39,6 +39,7 @@ function bind(lib: LibraryHandle, libc: LibraryHandle) {
     prog_set_log_buf: lib.func('int bpf_program__set_log_buf(bpf_program *prog, void *buf, size_t size)'),
     prog_set_log_level: lib.func('int bpf_program__set_log_level(bpf_program *prog, uint32_t level)'),
     prog_attach_cgroup: lib.func('bpf_link *bpf_program__attach_cgroup(bpf_program *prog, int cgroup_fd)'),
+    prog_attach_trace: lib.func('bpf_link *bpf_program__attach_trace(bpf_program *prog)'),
 
     map_name: lib.func('const char *bpf_map__name(bpf_map *map)'),
     map_fd: lib.func('int bpf_map__fd(bpf_map *map)'),
@@ -198,6 +199,10 @@ export const prog = {
   /** bpf_link-based cgroup attach: multi-program semantics, other users unaffected. */
   attachCgroup(p: ProgHandle, cgroupFd: number): LinkHandle {
     return checkPtr('bpf_program__attach_cgroup', lb().prog_attach_cgroup(p, cgroupFd));
+  },
+  /** fentry/fexit/fmod_ret/tp_btf: the target comes from the section name. */
+  attachTrace(p: ProgHandle): LinkHandle {
+    return checkPtr('bpf_program__attach_trace', lb().prog_attach_trace(p));
   },
 };
 

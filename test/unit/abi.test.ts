@@ -20,6 +20,10 @@ interface Abi {
   policy_value: number;
   stat_max: number;
   stat_slots: number;
+  exclude_value: number;
+  exclude_value_comm: number;
+  exclude_operator: number;
+  exclude_splice: number;
   ep_local: number;
   ep_mesh: number;
   verdict_bypass: number;
@@ -77,6 +81,16 @@ test('codec field offsets and constants match the header', (t) => {
   t.is(c.verdictCode('bypass'), abi.verdict_bypass);
   t.is(c.verdictCode('proxy'), abi.verdict_proxy);
   t.is(c.STAT_NAMES.length as number, abi.stat_max, 'one counter name per enum mb_stat entry');
+});
+
+test('mb_no_bypass value: size, comm offset and reasons match the header', (t) => {
+  t.is(c.excludeValue.size, abi.exclude_value);
+  t.is(c.EXCLUDE_REASONS.operator as number, abi.exclude_operator);
+  t.is(c.EXCLUDE_REASONS.splice as number, abi.exclude_splice);
+  const b = Buffer.alloc(c.excludeValue.size);
+  c.excludeValue.encode(b, 0, { reason: 'splice', pid: 42, hits: 3n, firstNs: 7n, comm: 'haproxy' });
+  t.is(b.toString('latin1', abi.exclude_value_comm, abi.exclude_value_comm + 7), 'haproxy');
+  t.deepEqual(c.excludeValue.decode(b, 0), { reason: 'splice', pid: 42, hits: 3n, firstNs: 7n, comm: 'haproxy' });
 });
 
 test('ctx.h byte-order helpers: every port survives the kernel quirks', (t) => {

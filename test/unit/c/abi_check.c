@@ -39,6 +39,8 @@ int main(void)
 	       offsetof(struct mb_policy_key, port), sizeof(struct mb_policy_value));
 	printf("\"stat_max\":%d,\"stat_slots\":%d,\"ep_local\":%u,\"ep_mesh\":%u,\"verdict_bypass\":%d,\"verdict_proxy\":%d,",
 	       MB_STAT_MAX, MB_STAT_SLOTS, MB_EP_LOCAL, MB_EP_MESH, MB_VERDICT_BYPASS, MB_VERDICT_PROXY);
+	printf("\"exclude_value\":%zu,\"exclude_value_comm\":%zu,\"exclude_operator\":%d,\"exclude_splice\":%d,",
+	       sizeof(struct mb_exclude_value), offsetof(struct mb_exclude_value, comm), MB_EXCLUDE_OPERATOR, MB_EXCLUDE_SPLICE);
 	printf("\"ports_ok\":%s,\"v4_mapped\":\"", ok_ports ? "true" : "false");
 	for (int i = 0; i < 16; i++) printf("%02x", bytes[i]);
 	printf("\",\"loopback_v4\":%d,\"loopback_v6\":%d,\"loopback_other\":%d,\"loopback_pod\":%d}\n",
