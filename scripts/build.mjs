@@ -1,10 +1,13 @@
 #!/usr/bin/env node
-// Build: compile the BPF objects with clang (-Wall -Werror) and the TypeScript.
-// `--bpf-only` skips tsc. Fails with one clear line when clang is missing.
+// Build: the TypeScript (tsc), then every BPF object of every variant with
+// clang (-Wall -Werror), through the loader's own compile module so the build
+// and the load agree on paths, flags and freshness. The objects are what the
+// package ships: nodes load them without a compiler.
+// `--bpf-only` skips tsc (dist/ must exist). Fails with one clear line when clang is missing.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bpfOnly = process.argv.includes('--bpf-only');
@@ -22,11 +25,18 @@ if (!have('clang')) {
   console.error('build: clang not found; run scripts/setup.sh (installs clang, libbpf-dev, bpftool)');
   process.exit(1);
 }
-const out = join(root, 'build', 'bpf');
-mkdirSync(out, { recursive: true });
-const triple = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
-for (const f of readdirSync(join(root, 'bpf')).filter((x) => x.endsWith('.c'))) {
-  const name = f.slice(0, -2);
-  execFileSync('clang', ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', `-I/usr/include/${triple}`, `-I${join(root, 'bpf')}`, '-c', join(root, 'bpf', f), '-o', join(out, `${name}.o`)], { stdio: 'inherit' });
-}
 if (!bpfOnly) execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit', cwd: root });
+const compile = join(root, 'dist', 'src', 'loader', 'compile.js');
+if (!existsSync(compile)) {
+  console.error('build: dist/ is missing; run `npm run build` (without --bpf-only) first');
+  process.exit(1);
+}
+process.env.MESHBPF_LOG_LEVEL ??= 'warn';
+try {
+  const { buildAll } = await import(pathToFileURL(compile).href);
+  const objs = buildAll();
+  console.log(`build: ${objs.length} BPF objects: ${objs.map((o) => relative(root, o)).join(' ')}`);
+} catch (e) {
+  console.error(`build: ${e.message}`);
+  process.exit(1);
+}
