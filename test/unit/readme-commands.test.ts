@@ -36,3 +36,21 @@ test('every part of them exists: setup script (executable, no sudo inside), the 
     }
   }
 });
+
+test('"Deploy on Kubernetes": every flag it names is a real meshbpf flag, every file it names exists', (t) => {
+  const deploy = /## Deploy on Kubernetes\n([\s\S]*?)\n## /.exec(readme)?.[1] ?? '';
+  t.truthy(deploy);
+  const known = new Set<string>();
+  const walk = (c: ReturnType<typeof buildProgram>): void => {
+    for (const o of c.options) if (o.long) known.add(o.long);
+    c.commands.forEach(walk);
+  };
+  walk(buildProgram());
+  const kubectlOrTools = new Set(['--pack-destination', '--type', '--from']);
+  const flags = [...new Set([...deploy.matchAll(/(?<![\w-])(--[a-z][a-z-]+)/g)].map((m) => m[1]!))].filter((f) => !kubectlOrTools.has(f) || known.has(f));
+  t.true(flags.includes('--unload-on-exit'));
+  for (const f of flags) t.true(known.has(f), `${f} is a meshbpf flag`);
+  for (const f of [...new Set([...deploy.matchAll(/`((?:deploy|scripts)\/[\w./-]+)`/g)].map((m) => m[1]!))]) {
+    t.notThrows(() => accessSync(join(PROJECT_ROOT, f)), `${f} exists`);
+  }
+});
