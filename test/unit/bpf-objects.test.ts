@@ -46,8 +46,23 @@ function copyTree(name: string): { srcDir: string; outDir: string } {
 }
 
 test('every define set the feature probe can ask for is a prebuilt variant', (t) => {
-  const asked = [requireFeatures(all), requireFeatures({ ...all, netnsCookie: false })];
-  for (const d of asked) t.true(BPF_VARIANTS.some((v) => v.join() === [...d].sort().join()), `variant ${d.join('+') || 'default'} is not built`);
+  // Every combination of missing features: those the load survives must map to a built variant.
+  const keys = Object.keys(all) as Array<keyof Features>;
+  const asked = new Set<string>();
+  for (let mask = 0; mask < 1 << keys.length; mask++) {
+    const f = { ...all };
+    keys.forEach((k, i) => mask & (1 << i) && (f[k] = false));
+    let d: string[];
+    try {
+      d = requireFeatures(f);
+    } catch (e) {
+      t.true(e instanceof UserError);
+      continue;
+    }
+    asked.add([...d].sort().join('+'));
+  }
+  t.true(asked.has('') && asked.has('MB_NO_NETNS_COOKIE'));
+  for (const d of asked) t.true(BPF_VARIANTS.some((v) => [...v].sort().join('+') === d), `variant ${d || 'default'} is not prebuilt (add it to BPF_VARIANTS)`);
 });
 
 test('after the build every variant loads from its prebuilt objects with no clang on PATH', (t) => {
