@@ -39,6 +39,13 @@ if ! grep -q ' - cgroup2 ' /proc/self/mountinfo; then
   mount -t cgroup2 none /sys/fs/cgroup/unified
 fi
 
+# Node 20+ is not in Debian 12's archive: say so in one line instead of failing in npm.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "setup: meshbpf needs Node 20 or newer (found: $(node --version 2>/dev/null || echo none)); install it, then run this again" >&2
+  exit 1
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi

@@ -121,11 +121,11 @@ Examples:
     .description('programs loaded (ids, tags), where they are attached, map occupancy, counters, and the agent and xDS state if an agent runs')
     .addOption(pinDirOption())
     .addOption(outputOption())
-    .addHelpText('after', '\nJSON schema: see README, "meshbpf status -o json".\n\nExample:\n  meshbpf status -o json | jq .agent.xds.state')
+    .addHelpText('after', `\nJSON schema: see README, "meshbpf status -o json".\n\nExit status (like systemctl status):\n  ${STATUS_EXIT.ok}  loaded, both programs attached, no problems\n  1  status could not be read (the error is printed)\n  ${STATUS_EXIT.problems}  loaded, but something is wrong (see "problems")\n  ${STATUS_EXIT.notLoaded}  not loaded at this pin directory\n\nExample:\n  meshbpf status -o json | jq .agent.xds.state`)
     .action(async (o) => {
       const s = await collectStatus(o.pinDir);
-      if (o.output === 'json') return print(json(s));
-      print(renderStatus(s));
+      print(o.output === 'json' ? json(s) : renderStatus(s));
+      process.exitCode = statusExitCode(s);
     });
 
   program
@@ -159,6 +159,14 @@ Examples:
         prev = cur;
       }
     });
+}
+
+/** `meshbpf status` exit codes: scripts that check a node tell "not loaded" from "broken". */
+export const STATUS_EXIT = { ok: 0, problems: 2, notLoaded: 3 } as const;
+
+export function statusExitCode(s: Pick<StatusReport, 'loaded' | 'problems'>): number {
+  if (!s.loaded) return STATUS_EXIT.notLoaded;
+  return s.problems.length ? STATUS_EXIT.problems : STATUS_EXIT.ok;
 }
 
 export interface StatusReport {

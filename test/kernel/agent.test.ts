@@ -82,7 +82,7 @@ function socketsCount(pin: string): number {
 
 function status(pin: string): StatusReport {
   const r = cli(['status', '--pin-dir', pin, '-o', 'json'], { env: { MESHBPF_STATE_DIR: stateDir } });
-  if (r.code !== 0) throw new Error(`meshbpf status failed: ${r.stderr}`);
+  if (r.code !== 0 && r.code !== 3) throw new Error(`meshbpf status failed (${r.code}): ${r.stderr}`); // 3: not loaded
   return JSON.parse(r.stdout) as StatusReport;
 }
 
