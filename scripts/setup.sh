@@ -13,9 +13,11 @@ fi
 # iproute2: namespaces and veths; iperf3/socat: the real traffic peers;
 # util-linux: setpriv (tests run one command as an unprivileged user);
 # qemu/busybox/cpio/xz/zstd: the kernel-VM test runner (npm run test:vm);
-# sockperf/iptables: the benchmarks (npm run bench: latency peer, kube-proxy-like rules).
+# sockperf/iptables: the benchmarks (npm run bench: latency peer, kube-proxy-like rules);
+# haproxy/python3 + iptables: the sidecar tests (HAProxy as the IPv4 sidecar behind
+# Istio's nat rules, test/peers/*.py for IPv6 and same-port clients).
 PKGS=(clang llvm libbpf1 libbpf-dev bpftool iproute2 iperf3 socat util-linux ca-certificates
-      qemu-system-x86 busybox-static cpio kmod xz-utils zstd sockperf iptables)
+      qemu-system-x86 busybox-static cpio kmod xz-utils zstd sockperf iptables haproxy python3)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,6 +27,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # haproxy is a test peer (the sidecar stand-in the tests start themselves):
+  # stop and disable the system service the package may have started.
+  if printf '%s\n' "${missing[@]}" | grep -qx haproxy && command -v systemctl >/dev/null && systemctl is-active -q haproxy 2>/dev/null; then
+    systemctl disable --now -q haproxy || true
+  elif printf '%s\n' "${missing[@]}" | grep -qx haproxy && command -v service >/dev/null; then
+    service haproxy stop >/dev/null 2>&1 || true
+  fi
 fi
 
 # bpffs: pins live under /sys/fs/bpf/meshbpf

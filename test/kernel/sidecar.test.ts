@@ -16,6 +16,7 @@ import { waitForListen } from '../../src/topo/peers.js';
 import { cli, delta, kernelSuite, stats, tempDir, waitFor } from '../helpers/kernel.js';
 import { rmSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
+import { service, startAgent, stopAgent, waitReady, writeSnapshot, killAllAgents } from '../helpers/agent.js';
 
 const IP = {
   a: { v4: '198.18.20.1', v6: 'fd00:20::1' },
@@ -35,6 +36,7 @@ const { ktest, topo } = kernelSuite('sidecar node tests', {
   teardown: () => {
     for (const s of sidecars) void s.stop();
     for (const c of apps) c.kill('SIGKILL');
+    killAllAgents();
     rmSync(dir, { recursive: true, force: true });
   },
 });
@@ -51,9 +53,14 @@ function fillMaps(): void {
   }
 }
 
+async function restartSidecars(): Promise<void> {
+  for (const s of sidecars.splice(0)) await s.stop();
+  for (const p of ['a', 'b']) for (const f of [4, 6] as const) sidecars.push(await makeSidecarPod(topo!, p, f, dir, root));
+}
+
 test.before(async () => {
   if (!topo) return;
-  for (const p of ['a', 'b']) for (const f of [4, 6] as const) sidecars.push(await makeSidecarPod(topo, p, f, dir, root));
+  await restartSidecars();
   for (const [p, port] of [['b', 8080], ['c', 8080], ['b', 9090]] as const) {
     apps.push(topo.spawn(p, [process.execPath, app, 'serve', String(port)]));
     await waitForListen(topo, p, port);
@@ -78,7 +85,7 @@ async function post(from: string, url: string, size: number, count = 1): Promise
 const url = (pod: 'b' | 'c', family: 4 | 6) => (family === 4 ? `http://${IP[pod].v4}:8080/` : `http://[${IP[pod].v6}]:8080/`);
 
 for (const family of [4, 6] as const) {
-  const sizes = family === 4 ? [1, 16, 64] : [1, 16];
+  const sizes = [1, 16, 64];
   for (const mib of sizes) {
     ktest(`IPv${family}: a ${mib} MiB POST from sidecar pod a to sidecar pod b goes through both sidecars, all three legs socket to socket`, async (t) => {
       const before = stats(topo!.pinDir);
@@ -203,6 +210,39 @@ ktest('mb_sockets full: legs that do not fit keep the stack, every request still
   } finally {
     unload({ pinDir: topo!.pinDir });
     load({ pinDir: topo!.pinDir, cgroup: topo!.cgroup });
+    fillMaps();
+  }
+});
+
+ktest('the agent (--sidecar-cidr) SIGKILLed mid-request: the pairing stays in the kernel, the POST completes through both sidecars, bytes intact', async (t) => {
+  const file = join(dir, 'xds.json');
+  writeSnapshot(file, service('b', IP.b.v4, 8080, '198.19.20.2', { http: true }));
+  await restartSidecars(); // fresh upstream connections: none left unpaired by the map-full test
+  const a = await startAgent({
+    cgroup: topo!.cgroup,
+    pinDir: topo!.pinDir,
+    xdsFile: file,
+    stateDir: join(dir, 'state'),
+    podCidr: '198.18.20.0/24',
+    nodeIp: '198.18.20.254',
+    extra: ['--pod-cidr', 'fd00:20::/64', ...[IP.a.v4, IP.b.v4, IP.a.v6, IP.b.v6].flatMap((c) => ['--sidecar-cidr', c])],
+  });
+  try {
+    await waitReady(a);
+    const before = stats(topo!.pinDir);
+    let settled = false;
+    const pending = post('a', url('b', 4), 64 * MiB).finally(() => (settled = true));
+    await waitFor(() => stats(topo!.pinDir).redirect_bytes - before.redirect_bytes > 8n * BigInt(MiB), 60_000, 'the POST to be under way through the bypass');
+    t.is(await stopAgent(a, 'SIGKILL'), 'SIGKILL');
+    t.false(settled, 'the agent died while the request was in flight');
+    const [r] = await pending;
+    const d = delta(before, stats(topo!.pinDir));
+    t.is(r?.sha256, r?.sent, 'body hash equal at both ends');
+    t.is(r?.out, 'a');
+    t.is(r?.in, 'b');
+    t.true(d.redirect_bytes >= 3 * 64 * MiB, `redirect_bytes grew by ${d.redirect_bytes}: the legs stayed paired without the agent`);
+  } finally {
+    await stopAgent(a, 'SIGKILL');
     fillMaps();
   }
 });
