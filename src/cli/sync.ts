@@ -1,13 +1,13 @@
 // `meshbpf sync`: one-shot apply of an xDS snapshot file to the kernel maps.
 import type { Command } from 'commander';
-import { loadSnapshotFile, XdsParseError } from '../xds/file.js';
+import { DEFAULT_MAX_FILE_BYTES, loadSnapshotFile, XdsParseError } from '../xds/file.js';
 import { compile, validate } from '../policy/index.js';
 import { openMaps } from '../maps/pinned.js';
 import { syncMaps } from '../maps/sync.js';
 import { writeRules } from '../maps/state.js';
 import { UserError } from '../loader/errors.js';
 import { addLocalityOptions, localityFrom } from './locality.js';
-import { json, outputOption, pinDirOption, print } from './common.js';
+import { intArg, json, outputOption, pinDirOption, print } from './common.js';
 
 export function registerSync(program: Command): void {
   addLocalityOptions(
@@ -15,6 +15,7 @@ export function registerSync(program: Command): void {
       .command('sync')
       .description('apply an xDS snapshot (Envoy config_dump JSON/YAML or a resource list) to the maps once: diff, safe order, batched')
       .requiredOption('--xds-file <file>', 'config_dump or resource list (JSON or YAML)')
+      .option('--xds-file-max-mb <n>', `size limit of --xds-file (default ${DEFAULT_MAX_FILE_BYTES / 1024 / 1024})`, intArg('--xds-file-max-mb', 1, 4096))
       .addOption(pinDirOption())
       .addOption(outputOption()),
   )
@@ -23,10 +24,10 @@ export function registerSync(program: Command): void {
       const locality = localityFrom(o);
       let snapshot;
       try {
-        snapshot = loadSnapshotFile(o.xdsFile).snapshot;
+        snapshot = loadSnapshotFile(o.xdsFile, (o.xdsFileMaxMb ?? DEFAULT_MAX_FILE_BYTES / 1024 / 1024) * 1024 * 1024).snapshot;
       } catch (e) {
-        if (e instanceof XdsParseError) throw new UserError(`${o.xdsFile}: ${e.reasons[0] ?? e.message}${e.reasons.length > 1 ? ` (and ${e.reasons.length - 1} more)` : ''}`);
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`${o.xdsFile}: no such file`);
+        // each reason already names the file
+        if (e instanceof XdsParseError) throw new UserError(`${e.reasons[0] ?? e.message}${e.reasons.length > 1 ? ` (and ${e.reasons.length - 1} more)` : ''}`);
         throw e;
       }
       const bad = validate(snapshot);
