@@ -10,7 +10,7 @@ import type { Server } from 'node:http';
 import { load, unload, type LoadOptions, type LoadResult } from '../loader/load.js';
 import { inspect, type Inspection } from '../loader/inspect.js';
 import { openMaps, readStats, type MeshMaps } from '../maps/pinned.js';
-import { encodeDesired, planSync, readRaw, syncMaps, type SyncCounts } from '../maps/sync.js';
+import { encodeDesired, planSync, readRaw, SyncError, syncMaps, type EncodedState, type SyncCounts } from '../maps/sync.js';
 import { stateDir, writeRules } from '../maps/state.js';
 import { compile, compileChecked, type CompiledState } from '../policy/index.js';
 import type { Locality } from '../policy/types.js';
@@ -67,7 +67,7 @@ export class Agent {
   private maps: MeshMaps | undefined;
   readonly source: XdsSource;
   /** the state compiled while validating the snapshot the source is about to emit */
-  private precompiled: { snapshot: XdsSnapshot; state: CompiledState; ms: number } | undefined;
+  private precompiled: { snapshot: XdsSnapshot; state: CompiledState; encoded: EncodedState; ms: number } | undefined;
   private server: Server | undefined;
   private loadResult: LoadResult | undefined;
   private desired: DesiredSummary | undefined;
@@ -92,7 +92,17 @@ export class Agent {
     const t0 = performance.now();
     const r = compileChecked(snapshot, this.opts.locality);
     if ('error' in r) return r.error;
-    this.precompiled = { snapshot, state: r.state, ms: performance.now() - t0 };
+    // A snapshot that cannot fit is NACKed here, before anything is written.
+    const encoded = encodeDesired(r.state);
+    if (this.maps) {
+      for (const [name, n, cap, flag] of [
+        ['mb_endpoints', encoded.endpoints.size, this.maps.endpoints.info.maxEntries, '--max-endpoints'],
+        ['mb_policy', encoded.policy.size, this.maps.policy.info.maxEntries, '--max-policies'],
+      ] as const) {
+        if (n > cap) return `${name}: the snapshot needs ${n} entries, the map holds ${cap} (${flag})`;
+      }
+    }
+    this.precompiled = { snapshot, state: r.state, encoded, ms: performance.now() - t0 };
     return undefined;
   }
 
@@ -148,10 +158,12 @@ export class Agent {
     this.precompiled = undefined;
     // snapshot -> converged includes the compile, done while validating
     const t0 = performance.now() - (pre?.ms ?? 0);
+    let applied = false;
     try {
       const desired = pre ? pre.state : compile(snap, this.opts.locality);
       // Reconcile against what the kernel really holds (also repairs drift).
-      const r = syncMaps(this.maps, desired);
+      const r = syncMaps(this.maps, desired, undefined, pre?.encoded);
+      applied = true;
       this.desired = {
         endpoints: desired.endpoints.length,
         policies: desired.policies.length,
@@ -169,7 +181,14 @@ export class Agent {
       const ms = performance.now() - t0;
       this.lastSync = { at: new Date().toISOString(), ms, counts: this.lastSync?.counts ?? emptyCounts(), error: (e as Error).message };
       this.metrics.observeSync(ms / 1000, false);
-      log.error({ err: (e as Error).message }, 'sync failed; maps keep their previous state');
+      // Say what the maps really hold now.
+      const what =
+        e instanceof SyncError
+          ? { unchanged: 'sync refused; the maps are unchanged', 'rolled back': 'sync failed; the maps were rolled back to the previous state', mixed: 'sync failed and could not be rolled back; the maps are mixed until the next sync' }[e.state]
+          : applied
+            ? 'maps synced, but the step after failed'
+            : 'sync failed before any write; the maps are unchanged';
+      log.error({ err: (e as Error).message }, what);
     } finally {
       this.syncing = false;
     }
