@@ -20,6 +20,9 @@ import { runInNewContext } from 'node:vm';
 import { child } from '../log.js';
 import { AgentMetrics } from './metrics.js';
 import { startServer } from './server.js';
+import { acquireLock } from './lock.js';
+import { existsSync } from 'node:fs';
+import { pinPaths, PINNED_MAPS } from '../maps/pinned.js';
 import type { Stats } from '../maps/codecs.js';
 
 const log = child('agent');
@@ -77,6 +80,9 @@ export class Agent {
   private syncing = false;
   private stopped = false;
   private lastMapFull = 0n;
+  private lock: { release(): Promise<void> } | undefined;
+  /** pins found missing (unloaded behind the agent's back); logged once */
+  private pinsGone = false;
   readonly metrics: AgentMetrics;
   readonly startedAt = new Date();
   lastSync: AgentStatus['lastSync'] = null;
@@ -108,6 +114,8 @@ export class Agent {
 
   /** Load or adopt, reconcile, subscribe, serve. */
   async start(): Promise<void> {
+    // Before anything is loaded: a second agent would overwrite the first's verdicts.
+    this.lock = await acquireLock(this.opts.pinDir);
     this.loadResult = load(this.opts);
     log.info({ pinDir: this.opts.pinDir, cgroup: this.loadResult.cgroup.path, adopted: this.loadResult.upgraded }, this.loadResult.upgraded ? 'adopted pinned meshbpf' : 'loaded meshbpf');
     this.maps = openMaps(this.opts.pinDir);
@@ -195,8 +203,17 @@ export class Agent {
     if (this.pending) await this.syncNow();
   }
 
+  /** The pins this agent syncs into; missing ones mean the maps it writes are no longer the node's. */
+  private missingPins(): string[] {
+    const p = pinPaths(this.opts.pinDir);
+    return PINNED_MAPS.map((n) => p.map(n)).filter((f) => !existsSync(f));
+  }
+
   private watchMapFull(): void {
     if (!this.maps) return;
+    const gone = this.missingPins();
+    if (gone.length && !this.pinsGone) log.error({ pinDir: this.opts.pinDir, missing: gone }, 'meshbpf pins were removed (unloaded behind the agent?): the agent is unhealthy; restart it to load again');
+    this.pinsGone = gone.length > 0;
     try {
       const now = readStats(this.maps.stats).sockets_map_full;
       if (now > this.lastMapFull) {
@@ -239,7 +256,9 @@ export class Agent {
     }
     const synced = this.lastSync !== null && this.lastSync.error === undefined;
     if (!synced) problems.push(this.lastSync?.error ? `last sync failed: ${this.lastSync.error}` : 'no xDS snapshot applied yet');
-    return { healthy: attached && synced, ready: synced, problems };
+    const gone = this.missingPins();
+    if (gone.length) problems.push(`pins removed: ${gone.join(', ')} (the agent syncs into maps the node no longer uses)`);
+    return { healthy: attached && synced && !gone.length, ready: synced && !gone.length, problems };
   }
 
   /**
@@ -311,6 +330,7 @@ export class Agent {
     await closed;
     this.maps?.close();
     this.maps = undefined;
+    if (!this.lock) return; // never owned the directory: touch nothing of the owner's
     rmSync(join(stateDir(this.opts.pinDir), 'agent.json'), { force: true });
     if (this.opts.unloadOnExit) {
       unload({ pinDir: this.opts.pinDir });
@@ -318,6 +338,8 @@ export class Agent {
     } else {
       log.info({ pinDir: this.opts.pinDir }, 'stopped; programs stay attached and maps pinned (accelerated connections keep flowing)');
     }
+    await this.lock.release();
+    this.lock = undefined;
   }
 }
 

@@ -15,6 +15,7 @@ import { explainFromKernel, renderExplain } from './explain.js';
 import { registerDemo } from './demo.js';
 import { registerSync } from './sync.js';
 import { registerAgent } from './agent.js';
+import { lockOwner } from '../agent/lock.js';
 
 export function buildProgram(): Command {
   const program = new Command('meshbpf')
@@ -50,7 +51,10 @@ export function buildProgram(): Command {
     .command('unload')
     .description('detach and remove exactly what meshbpf pinned (accelerated connections fall back to the normal stack)')
     .addOption(pinDirOption())
-    .action((o) => {
+    .action(async (o) => {
+      // Unloading under a running agent would leave it syncing into maps nobody uses.
+      const owner = await lockOwner(o.pinDir);
+      if (owner !== undefined) throw new UserError(`a meshbpf agent${Number.isNaN(owner) ? '' : ` (pid ${owner})`} owns ${o.pinDir}; stop it first (or run it with --unload-on-exit)`);
       const r = unload({ pinDir: o.pinDir });
       print(`unloaded meshbpf from ${r.pinDir} (${r.removed.length} pins and directories removed)`);
       if (r.left.length) print(`left in place (not meshbpf's): ${r.left.join(', ')}`);
