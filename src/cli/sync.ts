@@ -27,7 +27,7 @@ export function registerSync(program: Command): void {
         snapshot = loadSnapshotFile(o.xdsFile, (o.xdsFileMaxMb ?? DEFAULT_MAX_FILE_BYTES / 1024 / 1024) * 1024 * 1024).snapshot;
       } catch (e) {
         // each reason already names the file
-        if (e instanceof XdsParseError) throw new UserError(`${e.reasons[0] ?? e.message}${e.reasons.length > 1 ? ` (and ${e.reasons.length - 1} more)` : ''}`);
+        if (e instanceof XdsParseError) throw new UserError(`${e.reasons[0] ?? e.message}${e.total > 1 ? ` (and ${e.total - 1} more)` : ''}`);
         throw e;
       }
       const bad = validate(snapshot);

@@ -11,6 +11,7 @@
 //   stays, and the new stream re-subscribes (SotW: last versions; Delta:
 //   initial_resource_versions).
 import { EventEmitter } from 'node:events';
+import { summarize } from './reasons.js';
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -364,7 +365,7 @@ export class XdsClient extends EventEmitter implements XdsSource {
     const version = String(res.version_info ?? '');
     const anys = ((res.resources ?? []) as RawAny[]).map((any) => ({ any }));
     const { ok, errors } = decodeAndValidate(kind, anys);
-    if (errors.length) return this.nack(s, kind, version, nonce, errors.join('; '));
+    if (errors.length) return this.nack(s, kind, version, nonce, summarize(errors));
     const wanted = kind === 'eds' ? s.eds : undefined;
     const next = applySotw(this.current, kind, ok, version, wanted);
     if (!this.commit(s, kind, next, version, nonce)) return;
@@ -382,7 +383,7 @@ export class XdsClient extends EventEmitter implements XdsSource {
     }
     const removed = ((res.removed_resources ?? []) as string[]).map(String);
     const { ok, errors } = decodeAndValidate(kind, items);
-    if (errors.length) return this.nack(s, kind, version ?? '', nonce, errors.join('; '));
+    if (errors.length) return this.nack(s, kind, version ?? '', nonce, summarize(errors));
     const next = applyDelta(this.current, kind, ok, removed, version);
     if (!this.commit(s, kind, next, version ?? '', nonce)) return;
     const rv = this.resourceVersions[kind];

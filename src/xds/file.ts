@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { child } from '../log.js';
 import { UserError } from '../loader/errors.js';
+import { Reasons, summarize } from './reasons.js';
 import { canonical } from './state.js';
 import { isObject, validateSet } from './validate.js';
 import {
@@ -37,8 +38,14 @@ export const DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024;
 /** Every problem with a snapshot file; each reason names the file once. */
 export class XdsParseError extends UserError {
   override name = 'XdsParseError';
-  constructor(readonly reasons: string[]) {
-    super(reasons.join('; '));
+  /** the first few reasons (each names the file once); `total` counts them all */
+  readonly reasons: string[];
+  constructor(
+    reasons: string[],
+    readonly total = reasons.length,
+  ) {
+    super(summarize(reasons, total));
+    this.reasons = reasons.slice(0, 20);
   }
 }
 
@@ -58,11 +65,11 @@ interface Collected {
   ignored: string[];
   /** how many entries were ignored (ignored holds their distinct types) */
   ignoredCount: number;
-  errors: string[];
+  errors: Reasons;
 }
 
 function ignore(c: Collected, what: string): void {
-  c.ignored.push(what);
+  if (c.ignored.length < 100 && !c.ignored.includes(what)) c.ignored.push(what);
   c.ignoredCount++;
 }
 
@@ -192,7 +199,7 @@ export function parseText(text: string, source = '<input>'): Json {
  * listing every invalid resource (each reason names its resource).
  */
 export function snapshotFromDocument(doc: Json, source = '<input>'): ParseResult {
-  const c: Collected = { cds: [], eds: [], lds: [], versions: {}, ignored: [], ignoredCount: 0, errors: [] };
+  const c: Collected = { cds: [], eds: [], lds: [], versions: {}, ignored: [], ignoredCount: 0, errors: new Reasons() };
   if (Array.isArray(doc)) collectList(c, doc);
   else if (isObject(doc) && Array.isArray(doc.configs)) collectDump(c, doc.configs);
   else if (isObject(doc) && Array.isArray(doc.resources)) collectList(c, doc.resources);
@@ -200,23 +207,23 @@ export function snapshotFromDocument(doc: Json, source = '<input>'): ParseResult
   else throw new XdsParseError([`${source}: not a config_dump ({configs: [...]}) nor a resource list ({resources: [...]} or a list)`]);
 
   const snap = emptySnapshot();
-  const errors = [...c.errors];
+  const errors = c.errors;
   for (const kind of ['cds', 'eds', 'lds'] as const) {
     const named = c[kind].filter((x) => x.key === undefined);
     const v = validateSet(kind, named);
-    errors.push(...v.errors);
+    errors.addAll(v.errors);
     const target = kind === 'cds' ? snap.clusters : kind === 'eds' ? snap.endpoints : snap.listeners;
     for (const [k, r] of v.ok) target.set(k, r);
     // static listeners without a name: validate everything but the name, key by address
     for (const x of c[kind].filter((y) => y.key !== undefined)) {
       const key = x.key as string;
       const withName = validateSet(kind, [{ res: { ...x.res, name: key }, index: x.index }]);
-      if (withName.errors.length) errors.push(...withName.errors);
+      if (withName.errors.length) errors.addAll(withName.errors);
       else if (target.has(key)) errors.push(`listener ${JSON.stringify(key)}: duplicate resource name`);
       else target.set(key, x.res);
     }
   }
-  if (errors.length) throw new XdsParseError(errors.map((e) => `${source}: ${e}`));
+  if (errors.total) throw new XdsParseError(errors.first.map((e) => `${source}: ${e}`), errors.total);
   // Nothing usable (only unknown or foreign types, an empty list) would remove
   // every entry from the kernel. That must be said on purpose, not by accident.
   const usable = snap.clusters.size + snap.endpoints.size + snap.listeners.size;
