@@ -3,6 +3,7 @@
 // URL that does not parse a 400: nothing may throw outside the handler).
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Agent } from './agent.js';
+import { UserError } from '../loader/errors.js';
 
 function send(res: ServerResponse, code: number, body: unknown, type = 'application/json'): void {
   const text = type === 'application/json' ? `${JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n` : String(body);
@@ -12,8 +13,11 @@ function send(res: ServerResponse, code: number, body: unknown, type = 'applicat
 
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(listen);
-  if (!m) throw new Error(`--listen must be HOST:PORT (e.g. 127.0.0.1:9750), not ${JSON.stringify(listen)}`);
-  return { host: m[1] ?? m[2] ?? '127.0.0.1', port: Number(m[3]) };
+  if (!m) throw new UserError(`--listen must be HOST:PORT (e.g. 127.0.0.1:9750), not ${JSON.stringify(listen)}`);
+  const port = Number(m[3]);
+  // checked here, before anything is loaded (Node would only refuse it at listen time)
+  if (port > 65535) throw new UserError(`--listen ${listen}: port ${m[3]} is out of range (0-65535)`);
+  return { host: m[1] ?? m[2] ?? '127.0.0.1', port };
 }
 
 /** The request target as a URL, or undefined when it does not parse (`//[`, `http://a:99999999/`). */

@@ -199,14 +199,32 @@ function oneLine(e: unknown): string {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `meshbpf load | head -1`: the reader is gone, which is no error of ours.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   const program = buildProgram();
   program.exitOverride();
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  // Commander's own messages become one `meshbpf: ...` line (help text shown on error still goes out whole).
+  let errText = '';
+  const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
+  for (const c of all(program)) c.exitOverride().configureOutput({ writeErr: (s) => (errText += s), outputError: () => undefined });
   try {
     await program.parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) {
-      process.exitCode = e.exitCode;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') {
+        process.exitCode = 0;
+        return;
+      }
+      if (e.code === 'commander.help') {
+        process.stderr.write(errText);
+        process.exitCode = 1;
+        return;
+      }
+      process.stderr.write(`meshbpf: ${e.message.replace(/^error: /, '')} (see --help)\n`);
+      process.exitCode = 1;
       return;
     }
     log.debug({ err: e }, 'command failed');

@@ -182,16 +182,32 @@ function collectList(c: Collected, items: Json[]): void {
 
 /** Parse text (JSON or YAML) into a document. */
 export function parseText(text: string, source = '<input>'): Json {
+  let jsonError: Error | undefined;
   try {
     return JSON.parse(text) as Json;
-  } catch {
+  } catch (e) {
     // not JSON: YAML (a superset, but slower, so second)
+    jsonError = e as Error;
   }
   try {
     return parseYaml(text) as Json;
   } catch (e) {
-    throw new XdsParseError([`${source}: neither JSON nor YAML: ${(e as Error).message}`]);
+    // A file that looks like JSON gets the JSON parser's error, not YAML's five lines.
+    if (/^\s*[{[]/.test(text)) throw new XdsParseError([`${source}: invalid JSON: ${jsonMessage(jsonError, text)}`]);
+    const first = ((e as Error).message.split('\n')[0] ?? '').trim();
+    throw new XdsParseError([`${source}: neither JSON nor YAML: ${first}`]);
   }
+}
+
+/** JSON.parse's message with the line and column of its position. */
+function jsonMessage(e: Error | undefined, text: string): string {
+  const msg = (e?.message ?? 'invalid').split('\n')[0] ?? '';
+  const pos = /at position (\d+)/.exec(msg);
+  if (!pos) return msg;
+  const before = text.slice(0, Number(pos[1]));
+  const line = before.split('\n').length;
+  const col = Number(pos[1]) - before.lastIndexOf('\n');
+  return `${msg} (line ${line}, column ${col})`;
 }
 
 /**
