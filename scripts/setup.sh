@@ -14,8 +14,9 @@ fi
 # util-linux: setpriv (tests run one command as an unprivileged user);
 # qemu/busybox/cpio/xz/zstd: the kernel-VM test runner (npm run test:vm);
 # sockperf/iptables: the benchmarks (npm run bench: latency peer, kube-proxy-like rules).
+# prometheus: its promtool checks /metrics in the tests.
 PKGS=(clang llvm libbpf1 libbpf-dev bpftool iproute2 iperf3 socat util-linux ca-certificates
-      qemu-system-x86 busybox-static cpio kmod xz-utils zstd sockperf iptables)
+      qemu-system-x86 busybox-static cpio kmod xz-utils zstd sockperf iptables prometheus)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,6 +2,7 @@
 // first's pid and changes nothing; `meshbpf unload` refuses while an agent owns
 // the directory; pins removed behind the agent make it unhealthy, and it says so.
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -63,6 +64,9 @@ ktest('a second agent on one pin dir is refused naming the first; unload refuses
   const a = await startAgent(opts(first));
   await waitReady(a);
   t.is(verdict(5432), 'bypass');
+  // the real /metrics passes promtool, where it is installed (test/unit/metrics.test.ts says when it is not)
+  const pt = spawnSync('promtool', ['check', 'metrics'], { input: (await a.get('/metrics')).text, encoding: 'utf8' });
+  if (!pt.error) t.is(pt.status, 0, `promtool: ${pt.stdout}${pt.stderr}`);
 
   // the second agent's snapshot would turn db into PROXY
   const second = join(dir, 'xds', 'second.json');
