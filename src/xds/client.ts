@@ -11,7 +11,7 @@
 //   stays, and the new stream re-subscribes (SotW: last versions; Delta:
 //   initial_resource_versions).
 import { EventEmitter } from 'node:events';
-import { summarize } from './reasons.js';
+import { clip, summarize } from './reasons.js';
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -433,7 +433,8 @@ export class XdsClient extends EventEmitter implements XdsSource {
     return true;
   }
 
-  private nack(s: StreamState, kind: XdsKind, version: string, nonce: string, error: string): void {
+  private nack(s: StreamState, kind: XdsKind, version: string, nonce: string, errorIn: string): void {
+    const error = clip(errorIn); // error_detail, status and logs stay bounded whatever the input quoted
     const t = this.st.types[kind];
     t.lastNackVersion = version;
     t.lastNackNonce = nonce;

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { child } from '../log.js';
 import { UserError } from '../loader/errors.js';
-import { Reasons, summarize } from './reasons.js';
+import { clip, Reasons, summarize } from './reasons.js';
 import { canonical } from './state.js';
 import { isObject, validateSet } from './validate.js';
 import {
@@ -190,7 +190,8 @@ export function parseText(text: string, source = '<input>'): Json {
     jsonError = e as Error;
   }
   try {
-    return parseYaml(text) as Json;
+    // no process warnings for odd input (they would print the file's bytes to stderr)
+    return parseYaml(text, { logLevel: 'error' }) as Json;
   } catch (e) {
     // A file that looks like JSON gets the JSON parser's error, not YAML's five lines.
     if (/^\s*[{[]/.test(text)) throw new XdsParseError([`${source}: invalid JSON: ${jsonMessage(jsonError, text)}`]);
@@ -521,7 +522,8 @@ export class XdsFileSource extends EventEmitter implements XdsSource {
     this.reload();
   }
 
-  private fail(error: string): void {
+  private fail(errorIn: string): void {
+    const error = clip(errorIn);
     this.st.lastError = error;
     for (const k of ['cds', 'eds', 'lds'] as const) {
       this.st.types[k].nacks++;

@@ -4,9 +4,22 @@
 /** How many reasons an error message carries in full. */
 export const SHOWN_REASONS = 5;
 
+/** Longest reason kept whole (a reason quotes input, which can be any length). */
+const MAX_REASON = 400;
+/** Longest error message as a whole. */
+export const MAX_MESSAGE = 4000;
+
+/** `s` cut to `max` characters, saying so. */
+export function clip(s: string, max = MAX_MESSAGE): string {
+  return s.length > max ? `${s.slice(0, max)}... (${s.length - max} more characters)` : s;
+}
+
 /** The first few reasons, then how many more there were. */
 export function summarize(reasons: readonly string[], total = reasons.length, shown = SHOWN_REASONS): string {
-  const head = reasons.slice(0, shown).join('; ');
+  const head = reasons
+    .slice(0, shown)
+    .map((r) => clip(r, MAX_REASON))
+    .join('; ');
   return total > shown ? `${head}; and ${total - shown} more (${total} problems)` : head;
 }
 
