@@ -11,7 +11,8 @@ import { asCurrent, encodeDesired, SyncError, syncMaps } from '../../src/maps/sy
 import { compile } from '../../src/policy/index.js';
 import { snapshotFromDocument } from '../../src/xds/file.js';
 import type { Json } from '../../src/xds/types.js';
-import { service } from '../helpers/agent.js';
+import { killAllAgents, service, startAgent, stopAgent, waitReady, writeSnapshot } from '../helpers/agent.js';
+import type { AgentStatus } from '../../src/agent/agent.js';
 import { cli, kernelSuite, tempDir } from '../helpers/kernel.js';
 
 const dir = tempDir();
@@ -26,7 +27,10 @@ const { ktest, topo } = kernelSuite('kernel all-or-nothing sync tests', {
     { name: 'b', v4: `${NET}.3/24` },
   ],
   load: false,
-  teardown: () => rmSync(dir, { recursive: true, force: true }),
+  teardown: () => {
+    killAllAgents();
+    rmSync(dir, { recursive: true, force: true });
+  },
 });
 // small maps, so a snapshot can overflow one
 ktest.before(() => {
@@ -85,4 +89,24 @@ ktest('a write that fails half-way (the map filled behind the plan) is rolled ba
   t.is(e.map, 'mb_policy');
   t.regex(e.message, /^sync failed and was rolled back \(the maps hold the previous state\): mb_policy: writing 4 entries \(capacity 8\) failed: .*(E2BIG|ENOSPC)/);
   t.deepEqual(kernelState(pin), before, 'the maps hold the last good state (the extra entries were not part of it)');
+});
+
+ktest('the agent NACKs a snapshot over a map capacity, naming map, count and capacity; the maps keep the last good state', async (t) => {
+  const pin = topo!.pinDir;
+  const file = join(dir, 'agent.json');
+  writeSnapshot(file, services(3));
+  const a = await startAgent({ cgroup: topo!.cgroup, pinDir: pin, xdsFile: file, stateDir: join(dir, 'state'), podCidr: `${NET}.0/24`, nodeIp: `${NET}.1`, extra: ['--max-policies', String(POLICY_CAP), '--max-endpoints', '64', '--xds-file-settle-ms', '200'] });
+  await waitReady(a);
+  const before = kernelState(pin);
+  writeSnapshot(file, services(12, 3));
+  let st: AgentStatus | undefined;
+  for (const deadline = Date.now() + 15_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+    st = (await a.get('/debug/status')).json() as AgentStatus;
+    if (st.xds.lastError !== undefined) break;
+  }
+  t.regex(st?.xds.lastError ?? '', new RegExp(`rejected by validator: mb_policy: the snapshot needs 12 entries, the map holds ${POLICY_CAP} \\(--max-policies\\)$`));
+  t.is(st?.xds.types.lds.nacks, 1);
+  t.deepEqual(kernelState(pin), before, 'the maps hold the last good state');
+  t.is((await a.get('/healthz')).status, 200, 'the last good state is still applied');
+  t.is(await stopAgent(a), 0);
 });
