@@ -5,7 +5,7 @@
 // With --kind endpoints, a resource list of the sync bench's generated services
 // (endpoint-heavy) instead.
 // Usage: npm run build && sudo node dist/bench/memory/sync-rss.js [--mb 50] [--runs 3] [--kind fixtures|endpoints]
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,6 +102,26 @@ function generateEndpoints(dir: string, mb: number): { file: string; copies: num
   return { file, copies: n };
 }
 
+/** Peak RSS (MiB, VmHWM) of `meshbpf agent` on the file, read once it logged its first sync. */
+async function agentPeak(bin: string, file: string, pinDir: string, cgroup: string, env: NodeJS.ProcessEnv): Promise<number> {
+  const a = spawn(process.execPath, [bin, 'agent', '--xds-file', file, '--pin-dir', pinDir, '--cgroup', cgroup, '--listen', '', '--pod-cidr', '10.0.0.0/8', '--node-ip', '10.0.0.1', '--max-endpoints', String(1 << 20), '--max-policies', String(1 << 19), '--xds-file-max-mb', '1024', '--log-level', 'info'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  try {
+    await new Promise<void>((res, rej) => {
+      a.stderr!.on('data', (d: Buffer) => {
+        log += d.toString();
+        if (log.includes('maps synced')) res();
+      });
+      a.on('exit', () => rej(new Error(`agent exited: ${log.slice(-2000)}`)));
+    });
+    const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${a.pid}/status`, 'utf8'));
+    return hwm ? Number(hwm[1]) / 1024 : Number.NaN;
+  } finally {
+    a.kill('SIGTERM');
+    await new Promise((r) => (a.exitCode !== null ? r(undefined) : a.on('exit', r)));
+  }
+}
+
 /** Peak RSS (MiB) of a command, from GNU time's %M (KiB). */
 function peakRss(argv: string[], env: NodeJS.ProcessEnv): { mib: number; stderr: string; code: number } {
   const r = spawnSync('/usr/bin/time', ['-f', 'MAXRSS %M', ...argv], { env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
@@ -154,10 +174,14 @@ try {
   const sorted = [...results].sort((a, b) => a - b);
   const med = sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
   const out = execFileSync(process.execPath, [bin, 'maps', 'list', '--pin-dir', topo.pinDir], { env, encoding: 'utf8' });
+  // the agent's first sync, into fresh maps
+  unload({ pinDir: topo.pinDir });
+  const agent = await agentPeak(bin, file, topo.pinDir, topo.cgroup, env);
   console.log(kind === 'endpoints' ? `resource list: ${size.toFixed(1)} MiB (${copies} generated endpoints)` : `config_dump: ${size.toFixed(1)} MiB (${copies} copies of the fixtures)`);
   console.log(out.trim());
   console.log(`node baseline (node -e 0): ${baseline.toFixed(0)} MiB`);
   console.log(`meshbpf sync peak RSS, ${runs} runs: ${results.map((x) => x.toFixed(0)).join(', ')} MiB; median ${med.toFixed(0)} MiB = ${(med / size).toFixed(2)}x the file size`);
+  console.log(`meshbpf agent peak RSS through its first sync: ${agent.toFixed(0)} MiB = ${(agent / size).toFixed(2)}x the file size`);
 } finally {
   cleanup();
 }
