@@ -402,6 +402,8 @@ export class XdsFileSource extends EventEmitter implements XdsSource {
   private lastDigest: string | undefined;
   /** identity of the file as last looked at (accepted or not): unchanged means nothing to do */
   private seen: string | undefined;
+  /** a changed file waiting to be quiet: its identity and when it was first seen */
+  private pending: { sig: string; since: number } | undefined;
   private closed = false;
   private started = false;
   private st: XdsStatus;
@@ -517,8 +519,13 @@ export class XdsFileSource extends EventEmitter implements XdsSource {
     const sig = signature(this.file);
     if (sig === this.seen) return;
     const settle = this.opts.settleMs ?? 1000;
+    const now = Date.now();
+    if (this.pending?.sig !== sig) this.pending = { sig, since: now };
+    // Quiet for: since the last write by its mtime; by our own watch when the
+    // mtime is in the future (clock skew, `touch -d`), so the wait stays bounded.
     const age = ageMs(this.file);
-    if (age !== undefined && age < settle) return this.schedule(Math.max(10, settle - age + 5));
+    const quiet = age !== undefined && age >= 0 ? age : now - this.pending.since;
+    if (quiet < settle) return this.schedule(Math.max(10, settle - quiet + 5));
     this.reload();
   }
 

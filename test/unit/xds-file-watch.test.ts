@@ -212,3 +212,17 @@ test('nothing usable is refused with the count of ignored resources; an empty sn
   const empty = snapshotFromDocument({ resources: [], allow_empty: true }, 'f').snapshot;
   t.is(empty.clusters.size + empty.endpoints.size + empty.listeners.size, 0);
 });
+
+test('a file with an mtime in the future is still applied after the quiet period', async (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'dump.json');
+  fs.writeFileSync(file, doc('one'));
+  const src = source(t, file);
+  src.start();
+  const snap = nextSnapshot(src);
+  fs.writeFileSync(`${file}.tmp`, doc('two'));
+  const future = new Date(Date.now() + 3600_000);
+  fs.utimesSync(`${file}.tmp`, future, future);
+  fs.renameSync(`${file}.tmp`, file);
+  t.deepEqual(names(await snap), ['two']);
+});
