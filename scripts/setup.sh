@@ -15,9 +15,10 @@ fi
 # qemu/busybox/cpio/xz/zstd: the kernel-VM test runner (npm run test:vm);
 # sockperf/iptables: the benchmarks (npm run bench: latency peer, kube-proxy-like rules);
 # haproxy/python3 + iptables: the sidecar tests (HAProxy as the IPv4 sidecar behind
-# Istio's nat rules, test/peers/*.py for IPv6 and same-port clients).
+# Istio's nat rules, test/peers/*.py for IPv6 and same-port clients);
+# prometheus: its promtool checks /metrics in the tests.
 PKGS=(clang llvm libbpf1 libbpf-dev bpftool iproute2 iperf3 socat util-linux ca-certificates
-      qemu-system-x86 busybox-static cpio kmod xz-utils zstd sockperf iptables haproxy python3)
+      qemu-system-x86 busybox-static cpio kmod xz-utils zstd sockperf iptables haproxy python3 prometheus)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,6 +3,7 @@
 // terminal (one line, says what to do); `code` is the errno name when the
 // kernel said no ('ENOENT', 'EPERM', ...). The CLI catches this one base class.
 // No FFI here: the names come from Node, the texts from whoever throws.
+import { summarize } from './xds/reasons.js';
 import { constants as osConstants } from 'node:os';
 
 const ERRNO_NAMES: Record<number, string> = {
@@ -98,10 +99,17 @@ export class VerifierError extends UserError {
 }
 
 /** A config_dump / resource file that cannot be used; `reasons` lists why. */
+/** Every problem with a snapshot file; each reason names the file once. */
 export class XdsParseError extends UserError {
   override name = 'XdsParseError';
-  constructor(readonly reasons: string[]) {
-    super(reasons.join('; '));
+  /** the first few reasons (each names the file once); `total` counts them all */
+  readonly reasons: string[];
+  constructor(
+    reasons: string[],
+    readonly total = reasons.length,
+  ) {
+    super(summarize(reasons, total));
+    this.reasons = reasons.slice(0, 20);
   }
 }
 
@@ -123,4 +131,20 @@ export function userMessage(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   if (err?.code === 'EACCES' || err?.code === 'EPERM') return `${err.message} (run as root)`;
   return err?.message ?? String(e);
+}
+
+/**
+ * A sync that was not applied. `state` says what the maps hold afterwards:
+ * 'unchanged' (refused before any write), 'rolled back' (a write failed; the
+ * previous entries were restored) or 'mixed' (the rollback failed too).
+ */
+export class SyncError extends UserError {
+  override name = 'SyncError';
+  constructor(
+    message: string,
+    readonly state: 'unchanged' | 'rolled back' | 'mixed',
+    readonly map?: string,
+  ) {
+    super(message);
+  }
 }

@@ -10,8 +10,8 @@ import type { Server } from 'node:http';
 import { load, unload, type LoadOptions, type LoadResult } from '../loader/load.js';
 import { inspect, type Inspection } from '../loader/inspect.js';
 import { openMaps, readStats, type MeshMaps } from '../maps/pinned.js';
-import { encodeDesired, planSync, type SyncCounts } from '../maps/plan.js';
-import { readRaw, syncMaps } from '../maps/sync.js';
+import { encodeDesired, planSync, type EncodedState, type SyncCounts } from '../maps/plan.js';
+import { readRaw, SyncError, syncMaps } from '../maps/sync.js';
 import { stateDir, writeRules } from '../maps/state.js';
 import { compile, compileChecked, type CompiledState } from '../policy/index.js';
 import type { Locality } from '../policy/types.js';
@@ -24,6 +24,9 @@ import { applySidecar, SIDECAR_NEEDS_COOKIE, type SidecarSettings } from '../map
 import { probeFeatures } from '../loader/features.js';
 import { UserError } from '../errors.js';
 import { startServer } from './server.js';
+import { acquireLock } from './lock.js';
+import { existsSync } from 'node:fs';
+import { pinPaths, PINNED_MAPS } from '../maps/pinned.js';
 import type { Stats } from '../maps/codecs.js';
 import { SpliceWatch } from './splice-watch.js';
 
@@ -74,7 +77,7 @@ export class Agent {
   private maps: MeshMaps | undefined;
   readonly source: XdsSource;
   /** the state compiled while validating the snapshot the source is about to emit */
-  private precompiled: { snapshot: XdsSnapshot; state: CompiledState; ms: number } | undefined;
+  private precompiled: { snapshot: XdsSnapshot; state: CompiledState; encoded: EncodedState; ms: number } | undefined;
   private server: Server | undefined;
   private loadResult: LoadResult | undefined;
   private desired: DesiredSummary | undefined;
@@ -85,6 +88,9 @@ export class Agent {
   private stopped = false;
   private lastMapFull = 0n;
   private spliceWatch: SpliceWatch | undefined;
+  private lock: { release(): Promise<void> } | undefined;
+  /** pins found missing (unloaded behind the agent's back); logged once */
+  private pinsGone = false;
   readonly metrics: AgentMetrics;
   readonly startedAt = new Date();
   lastSync: AgentStatus['lastSync'] = null;
@@ -100,12 +106,24 @@ export class Agent {
     const t0 = performance.now();
     const r = compileChecked(snapshot, this.opts.locality);
     if ('error' in r) return r.error;
-    this.precompiled = { snapshot, state: r.state, ms: performance.now() - t0 };
+    // A snapshot that cannot fit is NACKed here, before anything is written.
+    const encoded = encodeDesired(r.state);
+    if (this.maps) {
+      for (const [name, n, cap, flag] of [
+        ['mb_endpoints', encoded.endpoints.size, this.maps.endpoints.info.maxEntries, '--max-endpoints'],
+        ['mb_policy', encoded.policy.size, this.maps.policy.info.maxEntries, '--max-policies'],
+      ] as const) {
+        if (n > cap) return `${name}: the snapshot needs ${n} entries, the map holds ${cap} (${flag})`;
+      }
+    }
+    this.precompiled = { snapshot, state: r.state, encoded, ms: performance.now() - t0 };
     return undefined;
   }
 
   /** Load or adopt, reconcile, subscribe, serve. */
   async start(): Promise<void> {
+    // Before anything is loaded: a second agent would overwrite the first's verdicts.
+    this.lock = await acquireLock(this.opts.pinDir);
     this.loadResult = load(this.opts);
     log.info({ pinDir: this.opts.pinDir, cgroup: this.loadResult.cgroup.path, adopted: this.loadResult.upgraded }, this.loadResult.upgraded ? 'adopted pinned meshbpf' : 'loaded meshbpf');
     this.maps = openMaps(this.opts.pinDir);
@@ -160,10 +178,12 @@ export class Agent {
     this.precompiled = undefined;
     // snapshot -> converged includes the compile, done while validating
     const t0 = performance.now() - (pre?.ms ?? 0);
+    let applied = false;
     try {
       const desired = pre ? pre.state : compile(snap, this.opts.locality);
       // Reconcile against what the kernel really holds (also repairs drift).
-      const r = syncMaps(this.maps, desired);
+      const r = syncMaps(this.maps, desired, undefined, pre?.encoded);
+      applied = true;
       this.desired = {
         endpoints: desired.endpoints.length,
         policies: desired.policies.length,
@@ -181,16 +201,32 @@ export class Agent {
       const ms = performance.now() - t0;
       this.lastSync = { at: new Date().toISOString(), ms, counts: this.lastSync?.counts ?? emptyCounts(), error: (e as Error).message };
       this.metrics.observeSync(ms / 1000, false);
-      log.error({ err: (e as Error).message }, 'sync failed; maps keep their previous state');
+      // Say what the maps really hold now.
+      const what =
+        e instanceof SyncError
+          ? { unchanged: 'sync refused; the maps are unchanged', 'rolled back': 'sync failed; the maps were rolled back to the previous state', mixed: 'sync failed and could not be rolled back; the maps are mixed until the next sync' }[e.state]
+          : applied
+            ? 'maps synced, but the step after failed'
+            : 'sync failed before any write; the maps are unchanged';
+      log.error({ err: (e as Error).message }, what);
     } finally {
       this.syncing = false;
     }
     if (this.pending) await this.syncNow();
   }
 
+  /** The pins this agent syncs into; missing ones mean the maps it writes are no longer the node's. */
+  private missingPins(): string[] {
+    const p = pinPaths(this.opts.pinDir);
+    return PINNED_MAPS.map((n) => p.map(n)).filter((f) => !existsSync(f));
+  }
+
   private watchMapFull(): void {
     if (!this.maps) return;
     this.spliceWatch?.check(); // splice(2) readers the guard found (logs each destination)
+    const gone = this.missingPins();
+    if (gone.length && !this.pinsGone) log.error({ pinDir: this.opts.pinDir, missing: gone }, 'meshbpf pins were removed (unloaded behind the agent?): the agent is unhealthy; restart it to load again');
+    this.pinsGone = gone.length > 0;
     try {
       const now = readStats(this.maps.stats).sockets_map_full;
       if (now > this.lastMapFull) {
@@ -233,7 +269,9 @@ export class Agent {
     }
     const synced = this.lastSync !== null && this.lastSync.error === undefined;
     if (!synced) problems.push(this.lastSync?.error ? `last sync failed: ${this.lastSync.error}` : 'no xDS snapshot applied yet');
-    return { healthy: attached && synced, ready: synced, problems };
+    const gone = this.missingPins();
+    if (gone.length) problems.push(`pins removed: ${gone.join(', ')} (the agent syncs into maps the node no longer uses)`);
+    return { healthy: attached && synced && !gone.length, ready: synced && !gone.length, problems };
   }
 
   /**
@@ -305,6 +343,7 @@ export class Agent {
     await closed;
     this.maps?.close();
     this.maps = undefined;
+    if (!this.lock) return; // never owned the directory: touch nothing of the owner's
     rmSync(join(stateDir(this.opts.pinDir), 'agent.json'), { force: true });
     if (this.opts.unloadOnExit) {
       unload({ pinDir: this.opts.pinDir });
@@ -312,6 +351,8 @@ export class Agent {
     } else {
       log.info({ pinDir: this.opts.pinDir }, 'stopped; programs stay attached and maps pinned (accelerated connections keep flowing)');
     }
+    await this.lock.release();
+    this.lock = undefined;
   }
 }
 

@@ -16,6 +16,34 @@ const SKIP_REASONS: Record<string, string> = {
   skip_excluded: 'excluded_destination',
 };
 
+/**
+ * prom-client's default metrics include gauges named `..._total` (active
+ * handles, requests, resources), which the exposition format reserves for
+ * counters (promtool rejects them). Where the same gauge without the suffix
+ * exists by type, the total is its sum() and the `_total` one goes; any other
+ * is served without the suffix.
+ */
+function renameTotalGauges(r: client.Registry): void {
+  for (const m of r.getMetricsAsArray() as unknown as client.Gauge[]) {
+    const name = (m as unknown as { name: string }).name;
+    if (m instanceof client.Counter || !name.endsWith('_total')) continue;
+    r.removeSingleMetric(name);
+    const base = name.slice(0, -'_total'.length);
+    if (r.getSingleMetric(base)) continue;
+    new client.Gauge({
+      name: base,
+      help: (m as unknown as { help: string }).help,
+      labelNames: [...((m as unknown as { labelNames?: string[] }).labelNames ?? [])],
+      registers: [r],
+      async collect() {
+        const v = await m.get();
+        this.reset();
+        for (const x of v.values) this.set(x.labels, x.value);
+      },
+    });
+  }
+}
+
 export class AgentMetrics {
   readonly registry = new client.Registry();
   private readonly syncDuration: client.Histogram;
@@ -29,6 +57,7 @@ export class AgentMetrics {
     const r = this.registry;
     // The event-loop-delay monitor would wake the process every 10 ms; once a second is enough.
     client.collectDefaultMetrics({ register: r, prefix: 'meshbpf_process_', eventLoopMonitoringPrecision: 1000 });
+    renameTotalGauges(r);
     const counter = (name: string, help: string, read: (s: NonNullable<ReturnType<Agent['stats']>>) => bigint) =>
       new client.Counter({
         name,

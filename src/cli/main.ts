@@ -14,6 +14,7 @@ import { registerDemo } from './demo.js';
 import { registerSync } from './sync.js';
 import { registerAgent } from './agent.js';
 import { registerExclude } from './exclude.js';
+import { lockOwner } from '../agent/lock.js';
 
 export function buildProgram(): Command {
   const program = new Command('meshbpf')
@@ -49,7 +50,10 @@ export function buildProgram(): Command {
     .command('unload')
     .description('detach and remove exactly what meshbpf pinned (accelerated connections fall back to the normal stack)')
     .addOption(pinDirOption())
-    .action((o) => {
+    .action(async (o) => {
+      // Unloading under a running agent would leave it syncing into maps nobody uses.
+      const owner = await lockOwner(o.pinDir);
+      if (owner !== undefined) throw new UserError(`a meshbpf agent${Number.isNaN(owner) ? '' : ` (pid ${owner})`} owns ${o.pinDir}; stop it first (or run it with --unload-on-exit)`);
       const r = unload({ pinDir: o.pinDir });
       print(`unloaded meshbpf from ${r.pinDir} (${r.removed.length} pins and directories removed)`);
       if (r.left.length) print(`left in place (not meshbpf's): ${r.left.join(', ')}`);
@@ -184,14 +188,32 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `meshbpf load | head -1`: the reader is gone, which is no error of ours.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   const program = buildProgram();
   program.exitOverride();
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  // Commander's own messages become one `meshbpf: ...` line (help text shown on error still goes out whole).
+  let errText = '';
+  const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
+  for (const c of all(program)) c.exitOverride().configureOutput({ writeErr: (s) => (errText += s), outputError: () => undefined });
   try {
     await program.parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) {
-      process.exitCode = e.exitCode;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') {
+        process.exitCode = 0;
+        return;
+      }
+      if (e.code === 'commander.help') {
+        process.stderr.write(errText);
+        process.exitCode = 1;
+        return;
+      }
+      process.stderr.write(`meshbpf: ${e.message.replace(/^error: /, '')} (see --help)\n`);
+      process.exitCode = 1;
       return;
     }
     log.debug({ err: e }, 'command failed');

@@ -1,6 +1,6 @@
 // `meshbpf sync`: one-shot apply of an xDS snapshot file to the kernel maps.
 import type { Command } from 'commander';
-import { loadSnapshotFile } from '../xds/file.js';
+import { DEFAULT_MAX_FILE_BYTES, loadSnapshotFile } from '../xds/file.js';
 import { compileChecked } from '../policy/index.js';
 import { openMaps } from '../maps/pinned.js';
 import { syncMaps } from '../maps/sync.js';
@@ -9,7 +9,7 @@ import { UserError, XdsParseError } from '../errors.js';
 import { addLocalityOptions, localityFrom, sidecarFrom } from './locality.js';
 import { applySidecar, SIDECAR_NEEDS_COOKIE } from '../maps/sidecar.js';
 import { probeFeatures } from '../loader/features.js';
-import { json, outputOption, pinDirOption, print } from './common.js';
+import { intArg, json, outputOption, pinDirOption, print } from './common.js';
 
 export function registerSync(program: Command): void {
   addLocalityOptions(
@@ -17,6 +17,7 @@ export function registerSync(program: Command): void {
       .command('sync')
       .description('apply an xDS snapshot (Envoy config_dump JSON/YAML or a resource list) to the maps once: diff, safe order, batched')
       .requiredOption('--xds-file <file>', 'config_dump or resource list (JSON or YAML)')
+      .option('--xds-file-max-mb <n>', `size limit of --xds-file (default ${DEFAULT_MAX_FILE_BYTES / 1024 / 1024})`, intArg('--xds-file-max-mb', 1, 4096))
       .addOption(pinDirOption())
       .addOption(outputOption()),
   )
@@ -26,20 +27,20 @@ export function registerSync(program: Command): void {
       const sidecar = sidecarFrom(o);
       let snapshot;
       try {
-        snapshot = loadSnapshotFile(o.xdsFile).snapshot;
+        snapshot = loadSnapshotFile(o.xdsFile, (o.xdsFileMaxMb ?? DEFAULT_MAX_FILE_BYTES / 1024 / 1024) * 1024 * 1024).snapshot;
       } catch (e) {
-        if (e instanceof XdsParseError) throw new UserError(`${o.xdsFile}: ${e.reasons[0] ?? e.message}${e.reasons.length > 1 ? ` (and ${e.reasons.length - 1} more)` : ''}`);
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`${o.xdsFile}: no such file`);
+        // each reason already names the file
+        if (e instanceof XdsParseError) throw new UserError(`${e.reasons[0] ?? e.message}${e.total > 1 ? ` (and ${e.total - 1} more)` : ''}`);
         throw e;
       }
       // One compile: it validates as it goes (compiling again after validate() doubled a large sync).
       const checked = compileChecked(snapshot, locality);
       if ('error' in checked) throw new UserError(`${o.xdsFile}: rejected: ${checked.error}`);
       const desired = checked.state;
+      if (sidecar && !probeFeatures().netnsCookie) throw new UserError(SIDECAR_NEEDS_COOKIE); // before any write
       const maps = openMaps(o.pinDir);
       try {
         const r = syncMaps(maps, desired);
-        if (sidecar && !probeFeatures().netnsCookie) throw new UserError(SIDECAR_NEEDS_COOKIE);
         const sc = applySidecar(maps, sidecar);
         writeRules(o.pinDir, desired.rules);
         const summary = {

@@ -2,10 +2,12 @@
 // decode of what is in the kernel), applied in an order where no connection can see a verdict
 // that neither the old nor the new state gives it:
 //
-//   1. policy entries that NARROW (new PROXY verdicts; BYPASS entries going away)
+//   1. policy entries that NARROW (BYPASS entries going away, then new PROXY
+//      verdicts) and PROXY entries going away (proxy and none are both the
+//      normal path; removing them first keeps the map's peak at its final size)
 //   2. endpoint upserts         (adds before removes: with LPM prefixes, a new
 //   3. endpoint deletes          /32 lands before the /24 it replaces goes)
-//   4. policy entries that WIDEN (new or changed BYPASS verdicts) and the rest
+//   4. policy entries that WIDEN (new or changed BYPASS verdicts)
 //
 // This file is the pure half: encoding and diffing, no syscalls (sync.ts
 // applies the plan, in batches where the kernel and map type allow).

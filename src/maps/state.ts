@@ -1,11 +1,17 @@
 // The last applied desired state's rule reasons, kept next to (not in) the pin
 // directory: bpffs holds only BPF objects. Read by `policy explain`.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { basename, join, resolve } from 'node:path';
 import type { RuleInfo } from '../policy/types.js';
 
+/**
+ * Keyed by the full pin path (its last element plus a hash of all of it): two
+ * pin directories with the same last name must not share state.
+ */
 export function stateDir(pinDir: string): string {
-  return join(process.env.MESHBPF_STATE_DIR || '/run/meshbpf', basename(pinDir));
+  const full = resolve(pinDir);
+  return join(process.env.MESHBPF_STATE_DIR || '/run/meshbpf', `${basename(full)}-${createHash('sha256').update(full).digest('hex').slice(0, 12)}`);
 }
 
 export function writeRules(pinDir: string, rules: RuleInfo[]): void {

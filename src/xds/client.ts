@@ -11,6 +11,7 @@
 //   stays, and the new stream re-subscribes (SotW: last versions; Delta:
 //   initial_resource_versions).
 import { EventEmitter } from 'node:events';
+import { clip, summarize } from './reasons.js';
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -356,7 +357,7 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
     const version = String(res.version_info ?? '');
     const anys = ((res.resources ?? []) as RawAny[]).map((any) => ({ any }));
     const { ok, errors } = decodeAndValidate(kind, anys);
-    if (errors.length) return this.nack(s, kind, version, nonce, errors.join('; '));
+    if (errors.length) return this.nack(s, kind, version, nonce, summarize(errors));
     const wanted = KINDS[kind].byName ? s.eds : undefined;
     const next = applySotw(this.current, kind, ok, version, wanted);
     if (!this.commit(s, kind, next, version, nonce)) return;
@@ -374,7 +375,7 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
     }
     const removed = ((res.removed_resources ?? []) as string[]).map(String);
     const { ok, errors } = decodeAndValidate(kind, items);
-    if (errors.length) return this.nack(s, kind, version ?? '', nonce, errors.join('; '));
+    if (errors.length) return this.nack(s, kind, version ?? '', nonce, summarize(errors));
     const next = applyDelta(this.current, kind, ok, removed, version);
     if (!this.commit(s, kind, next, version ?? '', nonce)) return;
     const rv = this.resourceVersions[kind];
@@ -424,7 +425,8 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
     return true;
   }
 
-  private nack(s: StreamState, kind: XdsKind, version: string, nonce: string, error: string): void {
+  private nack(s: StreamState, kind: XdsKind, version: string, nonce: string, errorIn: string): void {
+    const error = clip(errorIn); // error_detail, status and logs stay bounded whatever the input quoted
     const t = this.st.types[kind];
     t.lastNackVersion = version;
     t.lastNackNonce = nonce;

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { XdsParseError } from '../errors.js';
 import { child } from '../log.js';
+import { clip, Reasons } from './reasons.js';
 import { canonical } from './state.js';
 import { isObject } from './validate.js';
 import { kindOfType, resourcesOf, validateSet } from './kinds.js';
@@ -28,12 +29,17 @@ import {
 } from './types.js';
 
 const ADMIN = 'type.googleapis.com/envoy.admin.v3.';
+const V2_TYPES = new Set(['Cluster', 'ClusterLoadAssignment', 'Listener'].map((n) => `type.googleapis.com/envoy.api.v2.${n}`));
 
+/** Default size limit of a snapshot file (a 100k-endpoint config_dump is about 10 MiB). */
+export const DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024;
 
 export interface ParseResult {
   snapshot: XdsSnapshot;
   /** top-level entries of types that are not part of the snapshot (routes, secrets, bootstrap, ...) */
   ignored: string[];
+  /** how many entries those are */
+  ignoredCount: number;
 }
 
 interface Collected {
@@ -42,7 +48,14 @@ interface Collected {
   lds: { res: JsonObject; index: number; key?: string }[];
   versions: XdsSnapshot['versions'];
   ignored: string[];
-  errors: string[];
+  /** how many entries were ignored (ignored holds their distinct types) */
+  ignoredCount: number;
+  errors: Reasons;
+}
+
+function ignore(c: Collected, what: string): void {
+  if (c.ignored.length < 100 && !c.ignored.includes(what)) c.ignored.push(what);
+  c.ignoredCount++;
 }
 
 function strip(r: JsonObject): JsonObject {
@@ -114,7 +127,7 @@ function collectDump(c: Collected, configs: Json[]): void {
         if (isObject(active)) push(c, 'lds', active.listener, `${where}.dynamic_listeners[${j}].active_state.listener`);
       });
     } else {
-      c.ignored.push(t || `${where} (no @type)`);
+      ignore(c, t || `${where} (no @type)`);
     }
   });
 }
@@ -132,8 +145,13 @@ function collectList(c: Collected, items: Json[]): void {
       return;
     }
     const kind = kindOfType(t);
+    if (!kind && V2_TYPES.has(t)) {
+      // meant as a cluster/endpoint/listener: dropping it silently would drop its verdicts
+      c.errors.push(`${where}: ${t} is xDS v2, which Envoy no longer serves; use the v3 type`);
+      return;
+    }
     if (!kind) {
-      c.ignored.push(t);
+      ignore(c, t);
       return;
     }
     push(c, kind, r, where);
@@ -142,16 +160,33 @@ function collectList(c: Collected, items: Json[]): void {
 
 /** Parse text (JSON or YAML) into a document. */
 export function parseText(text: string, source = '<input>'): Json {
+  let jsonError: Error | undefined;
   try {
     return JSON.parse(text) as Json;
-  } catch {
+  } catch (e) {
     // not JSON: YAML (a superset, but slower, so second)
+    jsonError = e as Error;
   }
   try {
-    return parseYaml(text) as Json;
+    // no process warnings for odd input (they would print the file's bytes to stderr)
+    return parseYaml(text, { logLevel: 'error' }) as Json;
   } catch (e) {
-    throw new XdsParseError([`${source}: neither JSON nor YAML: ${(e as Error).message}`]);
+    // A file that looks like JSON gets the JSON parser's error, not YAML's five lines.
+    if (/^\s*[{[]/.test(text)) throw new XdsParseError([`${source}: invalid JSON: ${jsonMessage(jsonError, text)}`]);
+    const first = ((e as Error).message.split('\n')[0] ?? '').trim();
+    throw new XdsParseError([`${source}: neither JSON nor YAML: ${first}`]);
   }
+}
+
+/** JSON.parse's message with the line and column of its position. */
+function jsonMessage(e: Error | undefined, text: string): string {
+  const msg = (e?.message ?? 'invalid').split('\n')[0] ?? '';
+  const pos = /at position (\d+)/.exec(msg);
+  if (!pos) return msg;
+  const before = text.slice(0, Number(pos[1]));
+  const line = before.split('\n').length;
+  const col = Number(pos[1]) - before.lastIndexOf('\n');
+  return `${msg} (line ${line}, column ${col})`;
 }
 
 /**
@@ -159,7 +194,7 @@ export function parseText(text: string, source = '<input>'): Json {
  * listing every invalid resource (each reason names its resource).
  */
 export function snapshotFromDocument(doc: Json, source = '<input>'): ParseResult {
-  const c: Collected = { cds: [], eds: [], lds: [], versions: {}, ignored: [], errors: [] };
+  const c: Collected = { cds: [], eds: [], lds: [], versions: {}, ignored: [], ignoredCount: 0, errors: new Reasons() };
   if (Array.isArray(doc)) collectList(c, doc);
   else if (isObject(doc) && Array.isArray(doc.configs)) collectDump(c, doc.configs);
   else if (isObject(doc) && Array.isArray(doc.resources)) collectList(c, doc.resources);
@@ -167,68 +202,190 @@ export function snapshotFromDocument(doc: Json, source = '<input>'): ParseResult
   else throw new XdsParseError([`${source}: not a config_dump ({configs: [...]}) nor a resource list ({resources: [...]} or a list)`]);
 
   const snap = emptySnapshot();
-  const errors = [...c.errors];
+  const errors = c.errors;
   for (const kind of ['cds', 'eds', 'lds'] as const) {
     const named = c[kind].filter((x) => x.key === undefined);
     const v = validateSet(kind, named);
-    errors.push(...v.errors);
+    errors.addAll(v.errors);
     const target = resourcesOf(snap, kind);
     for (const [k, r] of v.ok) target.set(k, r);
     // static listeners without a name: validate everything but the name, key by address
     for (const x of c[kind].filter((y) => y.key !== undefined)) {
       const key = x.key as string;
       const withName = validateSet(kind, [{ res: { ...x.res, name: key }, index: x.index }]);
-      if (withName.errors.length) errors.push(...withName.errors);
+      if (withName.errors.length) errors.addAll(withName.errors);
       else if (target.has(key)) errors.push(`listener ${JSON.stringify(key)}: duplicate resource name`);
       else target.set(key, x.res);
     }
   }
-  if (errors.length) throw new XdsParseError(errors.map((e) => `${source}: ${e}`));
+  if (errors.total) throw new XdsParseError(errors.first.map((e) => `${source}: ${e}`), errors.total);
+  // Nothing usable (only unknown or foreign types, an empty list) would remove
+  // every entry from the kernel. That must be said on purpose, not by accident.
+  const usable = snap.clusters.size + snap.endpoints.size + snap.listeners.size;
+  if (usable === 0 && !(isObject(doc) && doc.allow_empty === true)) {
+    const types = [...new Set(c.ignored)];
+    const what = c.ignoredCount
+      ? `${c.ignoredCount} resources ignored (${types.slice(0, 3).join(', ')}${types.length > 3 ? `, and ${types.length - 3} more types` : ''})`
+      : 'the list is empty';
+    throw new XdsParseError([`${source}: no cluster, endpoint or listener to apply: ${what}; to remove every entry on purpose, write {"resources": [], "allow_empty": true}`]);
+  }
   snap.versions = c.versions;
-  return { snapshot: canonical(snap), ignored: [...new Set(c.ignored)] };
+  return { snapshot: canonical(snap), ignored: [...new Set(c.ignored)], ignoredCount: c.ignoredCount };
+}
+
+function mib(n: number | bigint): string {
+  const x = Number(n) / (1024 * 1024);
+  return `${x >= 10 ? Math.round(x) : x.toFixed(1)} MiB`;
+}
+
+function kindOfFile(st: fs.Stats | fs.BigIntStats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/** The one line that says why a path is not a snapshot file we read (undefined when it is a regular file within the limit). */
+export function checkSnapshotPath(file: string, maxBytes = DEFAULT_MAX_FILE_BYTES): string | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return `${file}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`;
+  }
+  if (!st.isFile()) return `${file}: ${kindOfFile(st)}, not a regular file`;
+  if (st.size > maxBytes) return sizeError(file, st.size, maxBytes);
+  return undefined;
+}
+
+function sizeError(file: string, size: number | bigint, maxBytes: number): string {
+  return `${file}: ${mib(size)} is over the ${mib(maxBytes)} size limit for snapshot files (--xds-file-max-mb)`;
+}
+
+/**
+ * Read a snapshot file: only a regular file (a FIFO would block, /dev/zero never
+ * ends), at most maxBytes. Opened non-blocking and checked on the open fd, so a
+ * file swapped between the check and the read cannot get past it. Returns the
+ * text and the fd's stat; throws XdsParseError naming the file.
+ */
+export function readSnapshotText(file: string, maxBytes = DEFAULT_MAX_FILE_BYTES): { text: string; stat: fs.BigIntStats } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new XdsParseError([`${file}: ${code === 'ENOENT' ? 'no such file' : `cannot open: ${(e as Error).message}`}`]);
+  }
+  try {
+    const st = fs.fstatSync(fd, { bigint: true });
+    if (!st.isFile()) throw new XdsParseError([`${file}: ${kindOfFile(st)}, not a regular file`]);
+    if (st.size > BigInt(maxBytes)) throw new XdsParseError([sizeError(file, st.size, maxBytes)]);
+    const size = Number(st.size);
+    // One byte more than the size: a file that grew while being read is noticed.
+    const buf = Buffer.allocUnsafe(size + 1);
+    let n = 0;
+    for (;;) {
+      const r = fs.readSync(fd, buf, n, buf.length - n, null);
+      if (r === 0) break;
+      n += r;
+      if (n === buf.length) break;
+    }
+    if (n > size) throw new XdsParseError([`${file}: changed while it was read`]);
+    const text = buf.toString('utf8', 0, n);
+    return { text: text.charCodeAt(0) === 0xfeff ? text.slice(1) : text, stat: st };
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Read and parse one file. */
-export function loadSnapshotFile(file: string): ParseResult {
-  const text = fs.readFileSync(file, 'utf8');
-  return snapshotFromDocument(parseText(text, file), file);
+export function loadSnapshotFile(file: string, maxBytes = DEFAULT_MAX_FILE_BYTES): ParseResult {
+  return snapshotFromDocument(parseText(readSnapshotText(file, maxBytes).text, file), file);
+}
+
+/** What identifies one version of a file at a path (after symlinks): an in-place write or a swap changes it. */
+function signature(file: string): string {
+  try {
+    const st = fs.statSync(file, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch (e) {
+    return `error:${(e as NodeJS.ErrnoException).code ?? 'unknown'}`;
+  }
+}
+
+/** ms since the file was last written or renamed (ctime moves on rename), or undefined when it cannot be stat'ed. */
+function ageMs(file: string): number | undefined {
+  try {
+    const st = fs.statSync(file, { bigint: true });
+    const last = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
+    return Date.now() - Number(last / 1_000_000n);
+  } catch {
+    return undefined;
+  }
 }
 
 export interface XdsFileSourceOptions {
   path: string;
   /** watch the file for changes; default true */
   watch?: boolean;
-  /** quiet period after the last change before re-reading; default 100 ms */
+  /** coalesce change events for this long before looking at the file; default 100 ms */
   debounceMs?: number;
+  /**
+   * a changed file is read only once it has not been written for this long
+   * (a writer that pauses half-way must not have half a file applied); default 1000 ms
+   */
+  settleMs?: number;
+  /** how often to stat the path, for what the watch misses (a watched directory removed and recreated); default 1000 ms; 0 = never */
+  pollMs?: number;
+  /** size limit; default DEFAULT_MAX_FILE_BYTES */
+  maxBytes?: number;
   validate?: SnapshotValidator;
   logger?: Logger;
 }
 
 /**
- * Watches a config_dump / resource-list file. Watches the directory (editors
- * and `kubectl cp` replace files by rename, which a file watch would miss),
- * debounces, re-reads, and keeps the last good snapshot when the new content
- * is invalid (status().lastError and a 'state' {kind:'error'} say why).
+ * Watches a config_dump / resource-list file and keeps the last good snapshot
+ * when new content is invalid (status().lastError and a 'state' {kind:'error'}
+ * say why). Files as Kubernetes and editors write them:
+ * - the directories of the path and of its symlink target are watched, not the
+ *   file (rename-on-save, `kubectl cp`, the kubelet's `..data` symlink swap
+ *   replace the file, which a file watch would miss); any event there is
+ *   checked against the file's identity (dev, inode, size, mtime, ctime);
+ * - a stat every pollMs catches what no watch sees (a watched directory removed
+ *   and recreated) and re-watches;
+ * - a changed file is read only once it has been quiet for settleMs, and
+ *   applied only when it parses whole (the first load at start is immediate).
  */
 export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsSource {
   private readonly opts: XdsFileSourceOptions;
   private readonly log: Logger;
+  private readonly file: string;
   private current: XdsSnapshot = emptySnapshot();
-  private watcher: fs.FSWatcher | undefined;
+  private watchers = new Map<string, { ino: bigint; w: fs.FSWatcher }>();
   private timer: NodeJS.Timeout | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
   /** sha256 of the last accepted file (not the text: a 100k-endpoint dump is ~10 MB) */
   private lastDigest: string | undefined;
+  /** identity of the file as last looked at (accepted or not): unchanged means nothing to do */
+  private seen: string | undefined;
+  /** a changed file waiting to be quiet: its identity and when it was first seen */
+  private pending: { sig: string; since: number } | undefined;
   private closed = false;
+  private started = false;
   private st: XdsStatus;
 
   constructor(opts: XdsFileSourceOptions) {
     super();
     this.opts = opts;
+    this.file = path.resolve(opts.path);
     this.log = opts.logger ?? child('xds');
     this.st = {
       state: 'idle',
       mode: 'file',
-      server: path.resolve(opts.path),
+      server: this.file,
       reconnects: 0,
       types: { cds: emptyTypeStatus(), eds: emptyTypeStatus(), lds: emptyTypeStatus() },
     };
@@ -243,19 +400,25 @@ export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsS
     return { ...this.st, types: { cds: { ...t.cds }, eds: { ...t.eds }, lds: { ...t.lds } } };
   }
 
-  /** Initial load (errors are reported, not thrown: the source keeps watching), then watch. */
+  /**
+   * Initial load (errors are reported, not thrown: the source keeps watching),
+   * then watch. The state is 'connected' only once a file was accepted.
+   */
   start(): void {
-    if (this.closed || this.st.state !== 'idle') return;
-    this.st.state = 'connected';
+    if (this.closed || this.started) return;
+    this.started = true;
+    this.st.state = 'connecting';
     this.reload();
     if (this.opts.watch ?? true) {
-      const file = path.resolve(this.opts.path);
-      const base = path.basename(file);
-      this.watcher = fs.watch(path.dirname(file), (_ev, name) => {
-        if (name !== null && name !== base) return;
-        this.schedule();
-      });
-      this.watcher.on('error', (e) => this.fail(`watch: ${e.message}`));
+      this.rewatch();
+      const poll = this.opts.pollMs ?? 1000;
+      if (poll > 0) {
+        this.pollTimer = setInterval(() => {
+          this.rewatch();
+          if (signature(this.file) !== this.seen) this.schedule();
+        }, poll);
+        this.pollTimer.unref();
+      }
     }
   }
 
@@ -263,45 +426,125 @@ export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsS
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.pollTimer) clearInterval(this.pollTimer);
     this.timer = undefined;
-    this.watcher?.close();
-    this.watcher = undefined;
+    for (const { w } of this.watchers.values()) w.close();
+    this.watchers.clear();
     this.st.state = 'closed';
     this.emit('state', { kind: 'closed' } satisfies XdsStateEvent);
   }
 
-  private schedule(): void {
+  /** Watch the directory of the path and of its symlink target; re-watch a directory that was replaced. */
+  private rewatch(): void {
     if (this.closed) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.reload();
-    }, this.opts.debounceMs ?? 100);
+    const dirs = new Set([path.dirname(this.file)]);
+    try {
+      dirs.add(path.dirname(fs.realpathSync(this.file)));
+    } catch {
+      /* target missing: the path's own directory is enough to see it come back */
+    }
+    for (const [d, x] of this.watchers) {
+      let ino: bigint | undefined;
+      try {
+        ino = fs.statSync(d, { bigint: true }).ino;
+      } catch {
+        ino = undefined;
+      }
+      if (!dirs.has(d) || ino !== x.ino) {
+        x.w.close();
+        this.watchers.delete(d);
+        if (ino !== undefined && dirs.has(d)) this.schedule(); // recreated: look at the file again
+      }
+    }
+    for (const d of dirs) {
+      if (this.watchers.has(d)) continue;
+      try {
+        const ino = fs.statSync(d, { bigint: true }).ino;
+        const w = fs.watch(d, () => this.schedule());
+        w.on('error', () => {
+          // e.g. the directory went away: the poll re-watches when it is back
+          w.close();
+          if (this.watchers.get(d)?.w === w) this.watchers.delete(d);
+        });
+        this.watchers.set(d, { ino, w });
+      } catch {
+        /* directory missing now: the poll tries again */
+      }
+    }
   }
 
-  private fail(error: string): void {
+  /** Look at the file soon. Events coalesce into one look (a busy directory cannot starve it). */
+  private schedule(delayMs = this.opts.debounceMs ?? 100): void {
+    if (this.closed || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.check();
+    }, delayMs);
+  }
+
+  /** A change: wait until the file has been quiet for settleMs, then reload. */
+  private check(): void {
+    if (this.closed) return;
+    const sig = signature(this.file);
+    if (sig === this.seen) return;
+    const settle = this.opts.settleMs ?? 1000;
+    const now = Date.now();
+    if (this.pending?.sig !== sig) this.pending = { sig, since: now };
+    // Quiet for: since the last write by its mtime; by our own watch when the
+    // mtime is in the future (clock skew, `touch -d`), so the wait stays bounded.
+    const age = ageMs(this.file);
+    const quiet = age !== undefined && age >= 0 ? age : now - this.pending.since;
+    if (quiet < settle) return this.schedule(Math.max(10, settle - quiet + 5));
+    this.reload();
+  }
+
+  private fail(errorIn: string): void {
+    const error = clip(errorIn);
     this.st.lastError = error;
     for (const k of ['cds', 'eds', 'lds'] as const) {
       this.st.types[k].nacks++;
       this.st.types[k].lastNackError = error;
       this.st.types[k].lastNackAt = new Date();
     }
-    this.log.warn({ path: this.opts.path, error }, 'xds file: rejected; keeping last good snapshot');
+    this.log.warn({ error }, 'xds file: rejected; keeping last good snapshot');
     this.emit('state', { kind: 'error', path: this.opts.path, error } satisfies XdsStateEvent);
+  }
+
+  private accepted(): void {
+    delete this.st.lastError;
+    if (this.st.state === 'connecting') {
+      this.st.state = 'connected';
+      this.st.connectedSince = new Date();
+    }
   }
 
   /** Re-read now. Returns true when a new snapshot was accepted (or the content is unchanged). */
   reload(): boolean {
     if (this.closed) return false;
+    const sig = signature(this.file);
     let text: string;
     try {
-      text = fs.readFileSync(this.opts.path, 'utf8');
+      const r = readSnapshotText(this.opts.path, this.opts.maxBytes);
+      text = r.text;
+      const st = r.stat;
+      // written between the stat and the read: look again once it is quiet
+      if (`${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` !== sig) {
+        this.schedule();
+        return false;
+      }
     } catch (e) {
-      this.fail(`cannot read ${this.opts.path}: ${(e as Error).message}`);
+      this.seen = sig;
+      this.fail(e instanceof XdsParseError ? e.message : `${this.opts.path}: ${(e as Error).message}`);
       return false;
     }
+    this.seen = sig;
     const digest = createHash('sha256').update(text).digest('hex');
-    if (digest === this.lastDigest) return true;
+    if (digest === this.lastDigest) {
+      // the good content is back: no new snapshot, but no stale error either
+      if (this.st.lastError !== undefined) this.emit('state', { kind: 'loaded', path: this.opts.path } satisfies XdsStateEvent);
+      this.accepted();
+      return true;
+    }
     let result: ParseResult;
     try {
       result = snapshotFromDocument(parseText(text, this.opts.path), this.opts.path);
@@ -316,7 +559,7 @@ export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsS
     }
     this.lastDigest = digest;
     this.current = result.snapshot;
-    delete this.st.lastError;
+    this.accepted();
     const now = new Date();
     for (const k of ['cds', 'eds', 'lds'] as const) {
       const t = this.st.types[k];
@@ -326,7 +569,7 @@ export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsS
       if (v !== undefined) t.lastAckVersion = v;
       t.resources = resourcesOf(result.snapshot, k).size;
     }
-    if (result.ignored.length) this.log.debug({ ignored: result.ignored }, 'xds file: entries not used');
+    if (result.ignoredCount) this.log.info({ ignored: result.ignoredCount, types: result.ignored.slice(0, 5) }, `xds file: ${result.ignoredCount} entries ignored (not clusters, endpoints or listeners)`);
     this.emit('state', { kind: 'loaded', path: this.opts.path } satisfies XdsStateEvent);
     this.emit('snapshot', result.snapshot);
     return true;

@@ -46,14 +46,14 @@ test('a full sync writes every entry; reading back gives the desired state; agai
   t.false(sys.log.slice(n).some(([, c]) => c !== 'nextKey' && c !== 'lookup'), 'the second sync only reads');
 });
 
-test('apply order: narrowing verdicts, endpoint adds, endpoint removes, widening verdicts', (t) => {
+test('apply order: policy removals, narrowing verdicts, endpoint adds, endpoint removes, widening verdicts', (t) => {
   const { t: tg, sys, epFd, polFd } = targets(false);
   syncMaps(tg, state(['10.0.0.0/24'], [['10.0.0.5', 80, 'bypass'], ['10.0.0.6', 80, 'bypass']]));
   const n = sys.log.length;
   // .5 bypass -> proxy (narrow), .6 bypass removed (narrow), .7 new bypass (widen); /24 -> /32
   syncMaps(tg, state(['10.0.0.5'], [['10.0.0.5', 80, 'proxy'], ['10.0.0.7', 80, 'bypass']]), readRawState(tg));
   const writes = sys.log.slice(n).filter(([, c]) => c !== 'nextKey' && c !== 'lookup').map(([fd, c]) => `${fd === epFd ? 'ep' : fd === polFd ? 'pol' : fd}:${c}`);
-  t.deepEqual(writes, ['pol:updateBatch', 'pol:deleteBatch', 'ep:updateBatch', 'ep:deleteBatch', 'pol:updateBatch']);
+  t.deepEqual(writes, ['pol:deleteBatch', 'pol:updateBatch', 'ep:updateBatch', 'ep:deleteBatch', 'pol:updateBatch']);
   t.deepEqual([...tg.policy.entries()].map(([k, v]) => `${k.ip}:${k.port}=${v.verdict}`).sort(), ['10.0.0.5:80=proxy', '10.0.0.7:80=bypass']);
   t.deepEqual([...tg.endpoints.keys()], ['10.0.0.5/32']);
 });
