@@ -12,14 +12,16 @@ import { XdsParseError } from '../errors.js';
 import { child } from '../log.js';
 import { canonical } from './state.js';
 import { isObject } from './validate.js';
-import { kindOfType, resourcesOf, validateSet } from './kinds.js';
+import { kindOfType, resourcesOf, validateSet, WDS_KIND_NAMES } from './kinds.js';
+import { isWdsDocument, wdsSnapshotFromDocument } from './wds-file.js';
 import {
   emptySnapshot,
   emptyTypeStatus,
+  isWdsSnapshot,
+  type EnvoyKind,
   type Json,
   type JsonObject,
   type SnapshotValidator,
-  type XdsKind,
   type XdsSnapshot,
   type XdsSource,
   type XdsSourceEvents,
@@ -60,7 +62,7 @@ function syntheticListenerKey(l: JsonObject, index: number): string | undefined 
   return `static_listener_${index}`;
 }
 
-function push(c: Collected, kind: XdsKind, r: Json | undefined, where: string, allowUnnamed = false): void {
+function push(c: Collected, kind: EnvoyKind, r: Json | undefined, where: string, allowUnnamed = false): void {
   if (!isObject(r)) {
     c.errors.push(`${where}: not an object`);
     return;
@@ -132,7 +134,7 @@ function collectList(c: Collected, items: Json[]): void {
       return;
     }
     const kind = kindOfType(t);
-    if (!kind) {
+    if (!kind || kind === 'address' || kind === 'authorization') {
       c.ignored.push(t);
       return;
     }
@@ -159,6 +161,7 @@ export function parseText(text: string, source = '<input>'): Json {
  * listing every invalid resource (each reason names its resource).
  */
 export function snapshotFromDocument(doc: Json, source = '<input>'): ParseResult {
+  if (isWdsDocument(doc)) return wdsSnapshotFromDocument(doc, source);
   const c: Collected = { cds: [], eds: [], lds: [], versions: {}, ignored: [], errors: [] };
   if (Array.isArray(doc)) collectList(c, doc);
   else if (isObject(doc) && Array.isArray(doc.configs)) collectDump(c, doc.configs);
@@ -240,7 +243,10 @@ export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsS
 
   status(): XdsStatus {
     const t = this.st.types;
-    return { ...this.st, types: { cds: { ...t.cds }, eds: { ...t.eds }, lds: { ...t.lds } } };
+    const types: XdsStatus['types'] = { cds: { ...t.cds }, eds: { ...t.eds }, lds: { ...t.lds } };
+    if (t.address) types.address = { ...t.address };
+    if (t.authorization) types.authorization = { ...t.authorization };
+    return { ...this.st, types };
   }
 
   /** Initial load (errors are reported, not thrown: the source keeps watching), then watch. */
@@ -325,6 +331,15 @@ export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsS
       const v = result.snapshot.versions[k];
       if (v !== undefined) t.lastAckVersion = v;
       t.resources = resourcesOf(result.snapshot, k).size;
+    }
+    if (isWdsSnapshot(result.snapshot)) {
+      this.st.api = 'wds';
+      for (const k of WDS_KIND_NAMES) {
+        const t = (this.st.types[k] ??= emptyTypeStatus());
+        t.acks++;
+        t.lastAckAt = now;
+        t.resources = resourcesOf(result.snapshot, k).size;
+      }
     }
     if (result.ignored.length) this.log.debug({ ignored: result.ignored }, 'xds file: entries not used');
     this.emit('state', { kind: 'loaded', path: this.opts.path } satisfies XdsStateEvent);
