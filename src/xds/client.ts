@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import type protobuf from 'protobufjs';
 import { child } from '../log.js';
 import { encodeJson } from './json.js';
-import { buildNode, type NodeOptions } from './node.js';
+import { buildNode, buildZtunnelNode, type NodeOptions, type ZtunnelNodeOptions } from './node.js';
 import { mustType } from './protos.js';
 import { applyDelta, applySotw, decodeAndValidate, sameResources, type RawAny } from './state.js';
 import { edsNames } from './validate.js';
@@ -70,7 +70,7 @@ export interface XdsClientOptions {
   /** sent as the `clusterid` header (istiod picks the cluster that validates the token); ztunnel sends CLUSTER_ID */
   clusterIdHeader?: string;
   /** node identity; or a ready envoy.config.core.v3.Node in proto3 JSON */
-  node: NodeOptions | { raw: JsonObject };
+  node: NodeOptions | { ztunnel: ZtunnelNodeOptions } | { raw: JsonObject };
   /** TLS: root CA file (PEM); optional client cert/key; SNI/authority override */
   tls?: { rootCertFile?: string; certChainFile?: string; privateKeyFile?: string; serverName?: string };
   /** file holding a JWT, sent as `authorization: Bearer <token>`, re-read for every stream */
@@ -137,7 +137,8 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
     this.mode = this.api === 'wds' ? 'delta' : opts.mode ?? 'sotw';
     this.current = emptySnapshot(this.api);
     this.log = opts.logger ?? child('xds');
-    this.nodeJson = 'raw' in opts.node ? opts.node.raw : buildNode(opts.node);
+    const n = opts.node;
+    this.nodeJson = 'raw' in n ? n.raw : 'ztunnel' in n ? buildZtunnelNode(n.ztunnel) : buildNode(n);
     const pkg = 'envoy.service.discovery.v3.';
     this.reqType = mustType(pkg + (this.mode === 'delta' ? 'DeltaDiscoveryRequest' : 'DiscoveryRequest'));
     this.resType = mustType(pkg + (this.mode === 'delta' ? 'DeltaDiscoveryResponse' : 'DiscoveryResponse'));
