@@ -31,7 +31,7 @@ export function registerAgent(program: Command): void {
       .description('run the node agent: load or adopt the programs, follow the control plane, keep the maps in sync, serve metrics and health')
       .option('--xds <address>', 'xDS control plane host:port (Envoy ADS over gRPC; istiod: 15010 plaintext, 15012 TLS)')
       .option('--xds-file <file>', 'follow an Envoy config_dump or resource list (JSON/YAML) instead of a control plane; watched for changes')
-      .addOption(new Option('--xds-mode <mode>', 'ADS flavour').choices(['sotw', 'delta']).default('sotw'))
+      .addOption(new Option('--xds-mode <mode>', "ADS flavour; wds: Istio ambient, every workload of the mesh as ztunnel gets it (Delta, istiod 15012 with --xds-root-cert and --xds-token-file; needs --node-name)").choices(['sotw', 'delta', 'wds']).default('sotw'))
       .option('--xds-root-cert <file>', 'TLS to the control plane, trusting this CA (PEM)')
       .option('--xds-token-file <file>', 'bearer token file sent with every stream (re-read on reconnect)')
       .option('--xds-server-name <name>', 'TLS server name (SNI / certificate check) if it differs from the address')
@@ -56,7 +56,10 @@ Endpoints: /metrics (Prometheus), /healthz (programs attached and xDS synced),
 
 Examples:
   meshbpf agent --xds istiod.istio-system.svc:15010 --pod-cidr 10.244.1.0/24 --pod-cidr fd00:10:244:1::/64
-  meshbpf agent --xds-file /var/run/meshbpf/dump.json --cgroup /sys/fs/cgroup/kubepods.slice --network net1`,
+  meshbpf agent --xds-file /var/run/meshbpf/dump.json --cgroup /sys/fs/cgroup/kubepods.slice --network net1
+  meshbpf agent --xds istiod.istio-system.svc:15012 --xds-mode wds --node-name "$NODE_NAME" \
+    --xds-root-cert /var/run/secrets/istio/root-cert.pem --xds-token-file /var/run/secrets/tokens/istio-token \
+    --xds-server-name istiod.istio-system.svc --exclude-namespace kube-system`,
     )
     .action(async (o, cmd: Command) => {
       // The agent logs at info unless told otherwise.
@@ -65,10 +68,24 @@ Examples:
       if (o.listen) parseListen(o.listen);
       checkPrivileges();
       const locality = localityFrom(o);
+      if (o.xdsMode === 'wds' && o.xds && !locality.nodeName) throw new UserError('--xds-mode wds needs --node-name (or NODE_NAME): it decides which workloads are local');
       if (!o.xds && !existsSync(o.xdsFile ?? EXAMPLE_SNAPSHOT)) throw new UserError(`${o.xdsFile ?? EXAMPLE_SNAPSHOT}: no such file`);
       const xdsLog = log.child({ mod: 'xds' });
       const source = (validate: SnapshotValidator): XdsSource => {
         if (!o.xds) return new XdsFileSource({ path: o.xdsFile ?? EXAMPLE_SNAPSHOT, validate, logger: xdsLog });
+        if (o.xdsMode === 'wds') {
+          // as ztunnel: its node identity, the clusterid header, TLS + token against istiod
+          return new XdsClient({
+            server: o.xds,
+            api: 'wds',
+            node: { ztunnel: { podName: o.podName, namespace: o.namespace, ips: locality.nodeIps, nodeName: locality.nodeName ?? '', clusterId: o.clusterId ?? 'Kubernetes' } },
+            clusterIdHeader: o.clusterId ?? 'Kubernetes',
+            ...(o.xdsRootCert ? { tls: { rootCertFile: o.xdsRootCert, ...(o.xdsServerName ? { serverName: o.xdsServerName } : {}) } } : {}),
+            ...(o.xdsTokenFile ? { tokenFile: o.xdsTokenFile } : {}),
+            validate,
+            logger: xdsLog,
+          });
+        }
         return new XdsClient({
           server: o.xds,
           mode: o.xdsMode,
@@ -265,7 +282,10 @@ function renderStatus(s: StatusReport): string {
   else {
     const a = s.agent.status;
     lines.push(`agent     pid ${a.pid} since ${a.startedAt}, listening on ${a.listen}, ${a.synced ? 'synced' : 'NOT synced'}`);
-    lines.push(`xds       ${a.xds.mode} ${a.xds.server ?? ''} ${a.xds.state}; ` + (['cds', 'eds', 'lds'] as const).map((t) => `${t} ack ${a.xds.types[t].lastAckVersion ?? '-'}${a.xds.types[t].lastNackError ? ` (last NACK: ${a.xds.types[t].lastNackError})` : ''}`).join(', '));
+    const kinds = a.xds.api === 'wds' ? (['address', 'authorization'] as const) : (['cds', 'eds', 'lds'] as const);
+    lines.push(`xds       ${a.xds.api === 'wds' ? 'wds ' : ''}${a.xds.mode} ${a.xds.server ?? ''} ${a.xds.state}; ` + kinds.map((k) => { const t = a.xds.types[k]; return `${k} ack ${t?.lastAckVersion ?? '-'} (${t?.resources ?? 0})${t?.lastNackError ? ` (last NACK: ${t.lastNackError})` : ''}`; }).join(', '));
+    if (a.nodeName) lines.push(`node      ${a.nodeName}`);
+    if (a.exclude) lines.push(`exclude   never bypassed: namespaces ${a.exclude.namespaces.join(',') || '-'}; workloads ${a.exclude.workloads.join(',') || '-'}`);
     if (a.lastSync) lines.push(`last sync ${a.lastSync.at} in ${a.lastSync.ms.toFixed(1)} ms${a.lastSync.error ? `: FAILED ${a.lastSync.error}` : ''}`);
   }
   if (s.problems.length) lines.push('', 'problems:', ...s.problems.map((p) => `  - ${p}`));
