@@ -10,7 +10,7 @@ import type { PolicyKey } from '../../src/maps/codecs.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION, type JsonObject } from '../../src/xds/types.js';
 import { FakeAdsServer, type RecordedRequest } from '../helpers/ads-server.js';
 import { killAllAgents, startAgent, stopAgent } from '../helpers/agent.js';
-import { delta, kernelSuite, stats, tempDir, transfer, waitFor } from '../helpers/kernel.js';
+import { cli, delta, kernelSuite, stats, tempDir, transfer, waitFor } from '../helpers/kernel.js';
 import { addressName, authorization, service, workload } from '../helpers/wds.js';
 
 const dir = tempDir();
@@ -85,6 +85,12 @@ ktest('agent --xds-mode wds: subscribes as ztunnel over TLS, bypasses the plain 
   t.is(st.xds.types.address?.resources, 4);
   t.deepEqual(st.exclude, { namespaces: ['kube-system'], workloads: [] });
   t.is(st.nodeName, 'node-a');
+  const text = cli(['status', '--pin-dir', topo!.pinDir], { env: { MESHBPF_STATE_DIR: stateDir } });
+  t.is(text.code, 0, text.stderr);
+  t.regex(text.stdout, /xds +wds delta \S+ connected; address ack s1 \(4\), authorization ack p0 \(0\)/);
+  t.regex(text.stdout, /exclude +never bypassed: namespaces kube-system; workloads -/);
+  const ex = JSON.parse(cli(['policy', 'explain', '198.18.6.9', '5432', '--pin-dir', topo!.pinDir, '-o', 'json'], { env: { MESHBPF_STATE_DIR: stateDir } }).stdout) as { reasons: string[] };
+  t.true(ex.reasons.some((l) => l.startsWith('operator exclusions') && l.includes('kube-system')), ex.reasons.join('\n'));
 
   // a namespace-wide policy in ns1: ztunnel must enforce it, so the flow goes back to ztunnel's path
   ads.sendDelta(TYPE_AUTHORIZATION, [{ name: 'ns1/deny-some', version: 'p1', resource: authorization({ name: 'deny-some', namespace: 'ns1', scope: 'NAMESPACE', action: 'DENY' }) }], [], 'p1');
