@@ -146,7 +146,7 @@ export function compileWds(snap: XdsSnapshot, loc: Locality): { state: CompiledS
     const pod = str(w.name) ?? '';
     const wname = pod ? `${ns}/${pod}` : uid;
     const net = str(w.network) ?? '';
-    const head = `WDS workload ${wname} (${uid})`;
+    const head = (): string => `WDS workload ${wname} (${uid})`;
     const addrs: IpRec[] = [];
     for (const a of arr(w.addresses)) {
       const b = ipBytes(a);
@@ -163,15 +163,20 @@ export function compileWds(snap: XdsSnapshot, loc: Locality): { state: CompiledS
 
     // --- locality: why this workload is not a local bypass candidate, if it is not
     const tunnel = w.tunnel_protocol ?? 'NONE';
-    const notLocal: string[] = [];
-    if (!loc.nodeName) notLocal.push('this agent has no node name (--node-name)');
-    else if (str(w.node) !== loc.nodeName) notLocal.push(`on node ${JSON.stringify(str(w.node) ?? '')}, not ${loc.nodeName}`);
-    if (net !== loc.network) notLocal.push(`on network ${JSON.stringify(net)}, not ${JSON.stringify(loc.network)}`);
-    if (tunnel !== 'HBONE') notLocal.push(`tunnel_protocol ${String(tunnel)}: not captured by ztunnel`);
-    if (w.network_mode !== undefined && w.network_mode !== 'STANDARD') notLocal.push(`network_mode ${String(w.network_mode)}: shares the node's addresses`);
-    const excluded = isExcluded(loc.exclude, ns, pod, str(w.workload_name));
-    if (excluded) notLocal.push(excluded);
-    const local = notLocal.length === 0;
+    // (reasons are texts only for this node's workloads: most of a mesh is elsewhere)
+    const onNode = !!loc.nodeName && str(w.node) === loc.nodeName;
+    const otherNet = net !== loc.network;
+    const captured = tunnel === 'HBONE';
+    const hostNet = w.network_mode !== undefined && w.network_mode !== 'STANDARD';
+    const excluded = onNode ? isExcluded(loc.exclude, ns, pod, str(w.workload_name)) : undefined;
+    const local = onNode && !otherNet && captured && !hostNet && !excluded;
+    const notLocal = (): string[] => {
+      const why: string[] = [];
+      if (otherNet) why.push(`on network ${JSON.stringify(net)}, not ${JSON.stringify(loc.network)}`);
+      if (!captured) why.push(`tunnel_protocol ${String(tunnel)}: not captured by ztunnel`);
+      if (hostNet) why.push(`network_mode ${String(w.network_mode)}: shares the node's addresses`);
+      return why;
+    };
     for (const r of addrs) {
       if (!local) r.local = false;
       if (tunnel === 'HBONE') r.mesh = true;
@@ -194,7 +199,7 @@ export function compileWds(snap: XdsSnapshot, loc: Locality): { state: CompiledS
         if (sp === 0) continue;
         my.push({ port: sp, targetPort: tp });
         if (tp === 0) {
-          notes.push(`${head}: service ${svcName} port ${sp}: no target port: no verdict`);
+          notes.push(`${head()}: service ${svcName} port ${sp}: no target port: no verdict`);
           continue;
         }
         targets.push({ tp, svc: svcName, sp });
@@ -205,13 +210,13 @@ export function compileWds(snap: XdsSnapshot, loc: Locality): { state: CompiledS
     }
     // Verdicts only where the kernel could act: a local destination. An excluded one gets
     // PROXY verdicts anyway, so explain says why.
-    const onlyExcluded = excluded !== undefined && notLocal.length === 1;
+    const onlyExcluded = excluded !== undefined && !otherNet && captured && !hostNet;
     if (!local && !onlyExcluded) {
-      if (loc.nodeName && str(w.node) === loc.nodeName) notes.push(`${head}: ${notLocal.join('; ')}: not local`);
+      if (onNode) notes.push(`${head()}: ${[...notLocal(), ...(excluded ? [excluded] : [])].join('; ')}: not local`);
       continue;
     }
     if (!targets.length) {
-      notes.push(`${head}: no service names a port of it: no verdict (direct pod traffic keeps ztunnel's path)`);
+      notes.push(`${head()}: no service names a port of it: no verdict (direct pod traffic keeps ztunnel's path)`);
       continue;
     }
 
@@ -238,7 +243,7 @@ export function compileWds(snap: XdsSnapshot, loc: Locality): { state: CompiledS
         why.push(...unmodelled(svc, svc[UNKNOWN_FIELDS]).map((x) => `service ${svcName}: ${x}`));
       }
       const verdict: Verdict = why.length ? 'proxy' : 'bypass';
-      const reasons = [head, `port ${tp} (service ${svcName} port ${sp})`, ...(verdict === 'proxy' ? why.map((x) => `${x} => proxy`) : ['no waypoint, no authorization policy: L4 only => bypass'])];
+      const reasons = [head(), `port ${tp} (service ${svcName} port ${sp})`, ...(verdict === 'proxy' ? why.map((x) => `${x} => proxy`) : ['no waypoint, no authorization policy: L4 only => bypass'])];
       for (const r of addrs) slot(r, tp, verdict, reasons);
     }
   }
