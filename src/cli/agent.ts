@@ -57,8 +57,8 @@ Endpoints: /metrics (Prometheus), /healthz (programs attached and xDS synced),
 Examples:
   meshbpf agent --xds istiod.istio-system.svc:15010 --pod-cidr 10.244.1.0/24 --pod-cidr fd00:10:244:1::/64
   meshbpf agent --xds-file /var/run/meshbpf/dump.json --cgroup /sys/fs/cgroup/kubepods.slice --network net1
-  meshbpf agent --xds istiod.istio-system.svc:15012 --xds-mode wds --node-name "$NODE_NAME" \
-    --xds-root-cert /var/run/secrets/istio/root-cert.pem --xds-token-file /var/run/secrets/tokens/istio-token \
+  meshbpf agent --xds istiod.istio-system.svc:15012 --xds-mode wds --node-name "$NODE_NAME" \\
+    --xds-root-cert /var/run/secrets/istio/root-cert.pem --xds-token-file /var/run/secrets/tokens/istio-token \\
     --xds-server-name istiod.istio-system.svc --exclude-namespace kube-system`,
     )
     .action(async (o, cmd: Command) => {
