@@ -244,6 +244,11 @@ test('locality: other nodes, other networks, not captured, host network, no node
   // without a node name nothing is local
   const none = compile(snap(res), { ...NODE, nodeName: undefined } as never);
   t.false(none.endpoints.some((e) => e.local));
+  // one address claimed by a local workload and by one elsewhere (a stale pod IP): not local
+  const dup = compile(snap([workload(base()), workload({ ...base(), name: 'stale', ips: ['198.18.1.1'], node: 'node-b' }), svc()]), NODE);
+  t.is(entries(dup)['198.18.1.1/32'], 'remote mesh net0 ns1/a');
+  t.is(entries(dup)['fd00::1:1/128'], 'local mesh net0 ns1/a');
+  t.false(explain(dup, { ip: '198.18.1.1', port: 8080 }, 'fd00::1:1').shortCircuit);
   // this node on network net2: the net2 workload is the local one
   const n2 = compile(snap([workload({ ...base(), network: 'net2' }), svc()]), { ...NODE, network: 'net2' });
   t.is(verdicts(n2)['198.18.1.1:8080'], 'bypass');
