@@ -51,11 +51,14 @@ async function markedTransfer(ip: string, port: number): Promise<{ sent: string;
   const srv = topo!.spawn('b', ['socat', '-u', `TCP4-LISTEN:${port},reuseaddr`, `OPEN:${out},creat,trunc`]);
   const srvDone = new Promise<number | null>((res) => srv.on('exit', (c) => res(c)));
   await waitForListen(topo!, 'b', port);
-  const code = `import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,36,0x539)\ns.connect((${JSON.stringify(ip)},${port}))\ns.sendall(sys.stdin.buffer.read())\ns.shutdown(socket.SHUT_WR)\ns.recv(1)\n`;
+  const code = `import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,36,0x539)\ns.connect((${JSON.stringify(ip)},${port}))\ns.sendall(sys.stdin.buffer.read())\ns.shutdown(socket.SHUT_WR)\ntry:\n  s.recv(1)\nexcept OSError:\n  pass\n`;
   const c = topo!.spawn('a', ['python3', '-c', code], { stdio: ['pipe', 'ignore', 'pipe'] });
   const cDone = new Promise<number | null>((res) => c.on('exit', (x) => res(x)));
   c.stdin!.end(data);
-  if ((await cDone) !== 0) throw new Error('marked client failed');
+  let err = '';
+  c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const cc = await cDone;
+  if (cc !== 0) throw new Error(`marked client exited with ${cc}: ${err}`);
   if ((await srvDone) !== 0) throw new Error('server failed');
   return { sent: sha256(data), received: sha256(readFileSync(out)) };
 }
