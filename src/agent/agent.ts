@@ -12,9 +12,9 @@ import { inspect, type Inspection } from '../loader/inspect.js';
 import { openMaps, readStats, type MeshMaps } from '../maps/pinned.js';
 import { encodeDesired, planSync, type EncodedState, type SyncCounts } from '../maps/plan.js';
 import { readRaw, SyncError, syncMaps } from '../maps/sync.js';
-import { stateDir, writeRules } from '../maps/state.js';
+import { stateDir, writeExclusions, writeRules } from '../maps/state.js';
 import { compile, compileChecked, type CompiledState } from '../policy/index.js';
-import type { Locality } from '../policy/types.js';
+import type { Exclusions, Locality } from '../policy/types.js';
 import type { SnapshotValidator, XdsSnapshot, XdsSource, XdsStateEvent, XdsStatus } from '../xds/types.js';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -58,6 +58,9 @@ export interface AgentStatus {
   lastSync: { at: string; ms: number; counts: SyncCounts; error?: string } | null;
   desired: { endpoints: number; policies: number; bypass: number; proxy: number; skipped: number } | null;
   xds: XdsStatus;
+  /** operator exclusions (WDS): never bypassed */
+  exclude?: Exclusions;
+  nodeName?: string;
 }
 
 /** Desired-state counts kept between syncs (the full state is rebuilt on request). */
@@ -192,6 +195,7 @@ export class Agent {
         skipped: desired.skipped.length,
       };
       writeRules(this.opts.pinDir, desired.rules);
+      writeExclusions(this.opts.pinDir, this.opts.locality.exclude);
       const ms = performance.now() - t0;
       this.lastSync = { at: new Date().toISOString(), ms, counts: r.counts };
       this.metrics.observeSync(ms / 1000, true);
@@ -321,6 +325,8 @@ export class Agent {
       lastSync: this.lastSync,
       desired: d ?? null,
       xds: this.source.status(),
+      ...(this.opts.locality.exclude ? { exclude: this.opts.locality.exclude } : {}),
+      ...(this.opts.locality.nodeName ? { nodeName: this.opts.locality.nodeName } : {}),
     };
   }
 

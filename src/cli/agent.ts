@@ -34,7 +34,7 @@ export function registerAgent(program: Command): void {
       .option('--xds-file <file>', 'follow an Envoy config_dump or resource list (JSON/YAML) instead of a control plane; watched for changes')
       .option('--xds-file-max-mb <n>', `size limit of --xds-file (default ${DEFAULT_MAX_FILE_BYTES / 1024 / 1024})`, intArg('--xds-file-max-mb', 1, 4096))
       .option('--xds-file-settle-ms <ms>', 'apply a changed --xds-file only once it has not been written for this long', intArg('--xds-file-settle-ms', 0, 600_000), 1000)
-      .addOption(new Option('--xds-mode <mode>', 'ADS flavour').choices(['sotw', 'delta']).default('sotw'))
+      .addOption(new Option('--xds-mode <mode>', "ADS flavour; wds: Istio ambient, every workload of the mesh as ztunnel gets it (Delta, istiod 15012 with --xds-root-cert and --xds-token-file; needs --node-name)").choices(['sotw', 'delta', 'wds']).default('sotw'))
       .option('--xds-root-cert <file>', 'TLS to the control plane, trusting this CA (PEM)')
       .option('--xds-token-file <file>', 'bearer token file sent with every stream (re-read on reconnect)')
       .option('--xds-server-name <name>', 'TLS server name (SNI / certificate check) if it differs from the address')
@@ -59,7 +59,10 @@ Endpoints: /metrics (Prometheus), /healthz (programs attached and xDS synced),
 
 Examples:
   meshbpf agent --xds istiod.istio-system.svc:15010 --pod-cidr 10.244.1.0/24 --pod-cidr fd00:10:244:1::/64
-  meshbpf agent --xds-file /var/run/meshbpf/dump.json --cgroup /sys/fs/cgroup/kubepods.slice --network net1`,
+  meshbpf agent --xds-file /var/run/meshbpf/dump.json --cgroup /sys/fs/cgroup/kubepods.slice --network net1
+  meshbpf agent --xds istiod.istio-system.svc:15012 --xds-mode wds --node-name "$NODE_NAME" \\
+    --xds-root-cert /var/run/secrets/istio/root-cert.pem --xds-token-file /var/run/secrets/tokens/istio-token \\
+    --xds-server-name istiod.istio-system.svc --exclude-namespace kube-system`,
     )
     .action(async (o, cmd: Command) => {
       // The agent logs at info unless told otherwise.
@@ -73,9 +76,23 @@ Examples:
       checkPrivileges();
       const locality = localityFrom(o);
       const [{ Agent }, { XdsClient }] = await Promise.all([import('../agent/agent.js'), import('../xds/client.js')]);
+      if (o.xdsMode === 'wds' && o.xds && !locality.nodeName) throw new UserError('--xds-mode wds needs --node-name (or NODE_NAME): it decides which workloads are local');
       const xdsLog = log.child({ mod: 'xds' });
       const source = (validate: SnapshotValidator): XdsSource => {
         if (!o.xds) return new XdsFileSource({ path: o.xdsFile ?? EXAMPLE_SNAPSHOT, validate, logger: xdsLog, maxBytes, settleMs: o.xdsFileSettleMs });
+        if (o.xdsMode === 'wds') {
+          // as ztunnel: its node identity, the clusterid header, TLS + token against istiod
+          return new XdsClient({
+            server: o.xds,
+            api: 'wds',
+            node: { ztunnel: { podName: o.podName, namespace: o.namespace, ips: locality.nodeIps, nodeName: locality.nodeName ?? '', clusterId: o.clusterId ?? 'Kubernetes' } },
+            clusterIdHeader: o.clusterId ?? 'Kubernetes',
+            ...(o.xdsRootCert ? { tls: { rootCertFile: o.xdsRootCert, ...(o.xdsServerName ? { serverName: o.xdsServerName } : {}) } } : {}),
+            ...(o.xdsTokenFile ? { tokenFile: o.xdsTokenFile } : {}),
+            validate,
+            logger: xdsLog,
+          });
+        }
         return new XdsClient({
           server: o.xds,
           mode: o.xdsMode,
@@ -282,7 +299,10 @@ function renderStatus(s: StatusReport): string {
   else {
     const a = s.agent.status;
     lines.push(`agent     pid ${a.pid} since ${a.startedAt}, listening on ${a.listen}, ${a.synced ? 'synced' : 'NOT synced'}`);
-    lines.push(`xds       ${a.xds.mode} ${a.xds.server ?? ''} ${a.xds.state}; ` + (['cds', 'eds', 'lds'] as const).map((t) => `${t} ack ${a.xds.types[t].lastAckVersion ?? '-'}${a.xds.types[t].lastNackError ? ` (last NACK: ${a.xds.types[t].lastNackError})` : ''}`).join(', '));
+    const kinds = a.xds.api === 'wds' ? (['address', 'authorization'] as const) : (['cds', 'eds', 'lds'] as const);
+    lines.push(`xds       ${a.xds.api === 'wds' ? 'wds ' : ''}${a.xds.mode} ${a.xds.server ?? ''} ${a.xds.state}; ` + kinds.map((k) => { const t = a.xds.types[k]; return `${k} ack ${t?.lastAckVersion ?? '-'} (${t?.resources ?? 0})${t?.lastNackError ? ` (last NACK: ${t.lastNackError})` : ''}`; }).join(', '));
+    if (a.nodeName) lines.push(`node      ${a.nodeName}`);
+    if (a.exclude) lines.push(`exclude   never bypassed: namespaces ${a.exclude.namespaces.join(',') || '-'}; workloads ${a.exclude.workloads.join(',') || '-'}`);
     if (a.lastSync) lines.push(`last sync ${a.lastSync.at} in ${a.lastSync.ms.toFixed(1)} ms${a.lastSync.error ? `: FAILED ${a.lastSync.error}` : ''}`);
   }
   if (s.problems.length) lines.push('', 'problems:', ...s.problems.map((p) => `  - ${p}`));

@@ -7,7 +7,7 @@ import { sockopsBlockers } from '../policy/explain.js';
 import { openMaps } from '../maps/pinned.js';
 import type { EndpointValue } from '../maps/codecs.js';
 import { hostPort } from '../maps/dump.js';
-import { readRuleReasons } from '../maps/state.js';
+import { readExclusions, readRuleReasons } from '../maps/state.js';
 import { classifyLeg, type Owner } from '../policy/legs.js';
 import { describeExclusion, openExclusions } from '../maps/exclude.js';
 import type { Exclusion } from '../maps/exclude.js';
@@ -56,6 +56,8 @@ export function explainFromKernel(pinDir: string, dstText: string, port: number,
     if (src !== undefined) reasons.push(`source ${src}: ${describeEp(srcEp)}`);
     reasons.push(pol ? `mb_policy ${hostPort(dst, port)} = ${pol.verdict} (rule ${pol.ruleId})` : `mb_policy has no verdict for ${hostPort(dst, port)}`);
     if (pol) for (const r of readRuleReasons(pinDir, pol.ruleId)) reasons.push(`  rule ${pol.ruleId}: ${r}`);
+    const ex = readExclusions(pinDir);
+    if (ex) reasons.push(`operator exclusions (never bypassed, as client or server): namespaces ${ex.namespaces.join(',') || '-'}; workloads ${ex.workloads.join(',') || '-'}`);
 
     const b = sockopsBlockers(pol?.verdict, dstEp ?? undefined, srcEp ?? undefined);
     const excluded = exclusionOf(pinDir, dst, port);

@@ -16,6 +16,9 @@ export function addLocalityOptions(cmd: Command): Command {
     .addOption(new Option('--pod-cidr <cidr>', 'a local pod CIDR (repeatable, both families): every address in it is a local mesh address').argParser(collect))
     .option('--network <name>', "this node's network (Istio topology.istio.io/network); endpoints on other networks never short-circuit", '')
     .option('--cluster-id <id>', 'this cluster id (Istio CLUSTER_ID)')
+    .option('--node-name <name>', "this node's Kubernetes name (WDS: workloads whose node is this name are local)", process.env.NODE_NAME)
+    .addOption(new Option('--exclude-namespace <ns>', 'never bypass workloads of this namespace, as client or server (repeatable; WDS)').argParser(collect))
+    .addOption(new Option('--exclude-workload <ns/name>', 'never bypass this workload: a pod or a workload (Deployment...) name (repeatable; WDS)').argParser(collect))
     .addOption(new Option('--sidecar-cidr <cidr>', "a local pod IP or CIDR whose pods run an Istio sidecar with istio-iptables' REDIRECT capture (repeatable, both families): pair the sockets of each captured leg; without it, sidecar pairing is off").argParser(collect))
     .option('--sidecar-outbound-port <port>', 'the capture port for outbound traffic (ISTIO_REDIRECT)', String(ISTIO_SIDECAR_DEFAULTS.outboundPort))
     .option('--sidecar-inbound-port <port>', 'the capture port for inbound traffic (ISTIO_IN_REDIRECT)', String(ISTIO_SIDECAR_DEFAULTS.inboundPort))
@@ -54,10 +57,21 @@ export function sidecarFrom(o: SidecarFlags): SidecarSettings | undefined {
   }
 }
 
-export function localityFrom(o: { nodeIp?: string[]; podCidr?: string[]; network?: string; clusterId?: string }): Locality {
+export function localityFrom(o: {
+  nodeIp?: string[];
+  podCidr?: string[];
+  network?: string;
+  clusterId?: string;
+  nodeName?: string;
+  excludeNamespace?: string[];
+  excludeWorkload?: string[];
+}): Locality {
   const nodeIps = (o.nodeIp?.length ? o.nodeIp : discoverNodeIps()).map((x) => formatIp(parseIp(x).bytes));
   const podCidrs = (o.podCidr ?? []).map((x) => formatCidr(parseCidr(x)));
   const l: Locality = { nodeIps, podCidrs, network: o.network ?? '' };
   if (o.clusterId) l.clusterId = o.clusterId;
+  if (o.nodeName) l.nodeName = o.nodeName;
+  for (const w of o.excludeWorkload ?? []) if (!/^[^/]+\/[^/]+$/.test(w)) throw new UserError(`--exclude-workload ${JSON.stringify(w)}: expected namespace/name`);
+  if (o.excludeNamespace?.length || o.excludeWorkload?.length) l.exclude = { namespaces: [...(o.excludeNamespace ?? [])].sort(), workloads: [...(o.excludeWorkload ?? [])].sort() };
   return l;
 }

@@ -4,7 +4,7 @@ import { DEFAULT_MAX_FILE_BYTES, loadSnapshotFile } from '../xds/file.js';
 import { compileChecked } from '../policy/index.js';
 import { openMaps } from '../maps/pinned.js';
 import { syncMaps } from '../maps/sync.js';
-import { writeRules } from '../maps/state.js';
+import { writeExclusions, writeRules } from '../maps/state.js';
 import { UserError, XdsParseError } from '../errors.js';
 import { addLocalityOptions, localityFrom, sidecarFrom } from './locality.js';
 import { applySidecar, SIDECAR_NEEDS_COOKIE } from '../maps/sidecar.js';
@@ -15,8 +15,8 @@ export function registerSync(program: Command): void {
   addLocalityOptions(
     program
       .command('sync')
-      .description('apply an xDS snapshot (Envoy config_dump JSON/YAML or a resource list) to the maps once: diff, safe order, batched')
-      .requiredOption('--xds-file <file>', 'config_dump or resource list (JSON or YAML)')
+      .description('apply an xDS snapshot (Envoy config_dump JSON/YAML, a resource list, or an Istio WDS resource list) to the maps once: diff, safe order, batched')
+      .requiredOption('--xds-file <file>', 'config_dump or resource list (JSON or YAML); a list of istio.workload.Address / istio.security.Authorization is read as WDS (needs --node-name)')
       .option('--xds-file-max-mb <n>', `size limit of --xds-file (default ${DEFAULT_MAX_FILE_BYTES / 1024 / 1024})`, intArg('--xds-file-max-mb', 1, 4096))
       .addOption(pinDirOption())
       .addOption(outputOption()),
@@ -43,7 +43,9 @@ export function registerSync(program: Command): void {
         const r = syncMaps(maps, desired);
         const sc = applySidecar(maps, sidecar);
         writeRules(o.pinDir, desired.rules);
+        writeExclusions(o.pinDir, locality.exclude);
         const summary = {
+          ...(desired.services ? { services: desired.services.length } : {}),
           endpoints: r.counts.endpoints,
           policies: r.counts.policies,
           verdicts: { bypass: desired.policies.filter((p) => p.verdict === 'bypass').length, proxy: desired.policies.filter((p) => p.verdict === 'proxy').length },

@@ -1,9 +1,9 @@
 // The last applied desired state's rule reasons, kept next to (not in) the pin
 // directory: bpffs holds only BPF objects. Read by `policy explain`.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, join, resolve } from 'node:path';
-import type { RuleInfo } from '../policy/types.js';
+import type { Exclusions, RuleInfo } from '../policy/types.js';
 
 /**
  * Keyed by the full pin path (its last element plus a hash of all of it): two
@@ -30,5 +30,25 @@ export function readRuleReasons(pinDir: string, ruleId: number): string[] {
     return rules.find((r) => r.id === ruleId)?.reasons ?? [];
   } catch {
     return [];
+  }
+}
+
+/** The operator's exclusions of the last sync (none: the file is removed), for `policy explain`. */
+export function writeExclusions(pinDir: string, ex: Exclusions | undefined): void {
+  const dir = stateDir(pinDir);
+  mkdirSync(dir, { recursive: true });
+  const f = join(dir, 'exclude.json');
+  if (!ex) return void rmSync(f, { force: true });
+  writeFileSync(`${f}.tmp`, JSON.stringify(ex));
+  renameSync(`${f}.tmp`, f);
+}
+
+export function readExclusions(pinDir: string): Exclusions | undefined {
+  const f = join(stateDir(pinDir), 'exclude.json');
+  if (!existsSync(f)) return undefined;
+  try {
+    return JSON.parse(readFileSync(f, 'utf8')) as Exclusions;
+  } catch {
+    return undefined;
   }
 }

@@ -30,11 +30,15 @@ import { compileListener } from './chains.js';
 import { Emitter } from './emit.js';
 import { buildOutput } from './output.js';
 import type { CompileContext, CompiledState } from './model.js';
+import { isWdsSnapshot } from '../xds/types.js';
+import { compileWds } from './wds.js';
 
 export type { CompiledState, SkippedEndpoint } from './model.js';
 
 /** Run the stages; the context's problems say whether the snapshot is acceptable. */
 function run(snapshot: XdsSnapshot, locality: Locality): { state: CompiledState; problems: string[] } {
+  // Istio ambient (WDS): workloads and services instead of listeners (wds.ts)
+  if (isWdsSnapshot(snapshot)) return compileWds(snapshot, locality);
   const ctx: CompileContext = { snap: snapshot, loc: locality, problems: new Problems(), skipped: [], notes: [] };
   const book = new AddressBook(locality);
   const index = new EndpointIndex(ctx, book);
@@ -75,6 +79,8 @@ export function compileChecked(snapshot: XdsSnapshot, locality: Locality): { sta
     ['cluster', snapshot.clusters],
     ['ClusterLoadAssignment', snapshot.endpoints],
     ['listener', snapshot.listeners],
+    ['Address', snapshot.addresses ?? new Map()],
+    ['Authorization', snapshot.authorizations ?? new Map()],
   ] as const) {
     for (const [k, v] of m) if (!obj(v as Json)) return { error: `${kind} ${k}: resource must be an object` };
   }

@@ -37,6 +37,47 @@ export interface DesiredState {
   networks: string[];
   /** workload names by id (index = id; 0 = unknown) */
   workloads: string[];
+  /**
+   * WDS sources only: every Service as istiod sent it, for the service-VIP
+   * maps (issue 12). Nothing here is written by src/maps yet; a backend's
+   * verdict is the `policies` entry of its ip:targetPort.
+   */
+  services?: ServiceVip[];
+}
+
+/** One WDS Service (istio.workload.Service), in canonical text. */
+export interface ServiceVip {
+  /** "namespace/hostname", the WDS resource name */
+  name: string;
+  namespace: string;
+  hostname: string;
+  /** virtual IPs; network '' = the default network */
+  vips: { network: string; ip: string }[];
+  /** port: what clients dial; targetPort: what the backend listens on (0: per endpoint, see endpoints[].ports) */
+  ports: { port: number; targetPort: number; appProtocol: string }[];
+  /** the Service has a waypoint (or weighted waypoints): every flow to it is L7, PROXY */
+  waypoint: boolean;
+  /** the workloads behind it (Workload.services names this service), by workload name */
+  endpoints: ServiceBackend[];
+}
+
+export interface ServiceBackend {
+  /** "namespace/name" */
+  workload: string;
+  uid: string;
+  ips: string[];
+  network: string;
+  /** eligible for bypass on this node (the same `local` as its mb_endpoints entries) */
+  local: boolean;
+  /** service port -> the port this backend listens on (ztunnel: the endpoint's mapping, else the Service's targetPort) */
+  ports: { port: number; targetPort: number }[];
+}
+
+/** Operator exclusions: never bypass these, whatever the control plane says. */
+export interface Exclusions {
+  namespaces: string[];
+  /** "namespace/name": a pod name or a workload (Deployment...) name */
+  workloads: string[];
 }
 
 /** What makes an address LOCAL on this node. */
@@ -45,4 +86,8 @@ export interface Locality {
   podCidrs: string[]; // local pod CIDRs, both families
   network: string; // this node's network name ('' = default)
   clusterId?: string;
+  /** WDS: the Kubernetes node name; workloads whose `node` equals it are local */
+  nodeName?: string;
+  /** never bypass these namespaces or workloads (WDS) */
+  exclude?: Exclusions;
 }

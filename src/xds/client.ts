@@ -10,6 +10,9 @@
 // - on a dropped stream: jittered exponential backoff, the last good snapshot
 //   stays, and the new stream re-subscribes (SotW: last versions; Delta:
 //   initial_resource_versions).
+// - api 'wds' (Istio ambient, as ztunnel subscribes: istio/ztunnel src/xds/client.rs):
+//   Delta only, wildcard Address then Authorization, node on each initial
+//   request, `clusterid` header, 200 MiB receive limit.
 import { EventEmitter } from 'node:events';
 import { clip, summarize } from './reasons.js';
 import fs from 'node:fs';
@@ -18,15 +21,17 @@ import type { Logger } from 'pino';
 import type protobuf from 'protobufjs';
 import { child } from '../log.js';
 import { encodeJson } from './json.js';
-import { buildNode, type NodeOptions } from './node.js';
+import { buildNode, buildZtunnelNode, type NodeOptions, type ZtunnelNodeOptions } from './node.js';
 import { mustType } from './protos.js';
 import { applyDelta, applySotw, decodeAndValidate, sameResources, type RawAny } from './state.js';
 import { edsNames } from './validate.js';
-import { KIND_NAMES, KINDS, kindOfType, resourcesOf } from './kinds.js';
+import { KINDS, kindOfType, kindsOf, resourcesOf } from './kinds.js';
 import {
   emptySnapshot,
   emptyTypeStatus,
   type ConnectionState,
+  type TypeStatus,
+  type XdsApi,
   type Json,
   type JsonObject,
   type SnapshotValidator,
@@ -42,6 +47,8 @@ export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryServic
 export const SOTW_METHOD = `/${ADS_SERVICE}/StreamAggregatedResources`;
 export const DELTA_METHOD = `/${ADS_SERVICE}/DeltaAggregatedResources`;
 const INVALID_ARGUMENT = 3;
+/** ztunnel's max_decoding_message_size: a WDS response carries every workload of the mesh */
+export const WDS_MAX_RECEIVE_BYTES = 200 * 1024 * 1024;
 
 export interface BackoffOptions {
   /** first retry delay; default 500 ms */
@@ -57,10 +64,14 @@ export interface BackoffOptions {
 export interface XdsClientOptions {
   /** "host:port" of the control plane (istiod: 15010 plaintext, 15012 TLS) */
   server: string;
-  /** 'sotw' (default) or 'delta' */
+  /** 'sotw' (default) or 'delta'; WDS is always delta */
   mode?: 'sotw' | 'delta';
+  /** 'envoy' (default): CDS/EDS/LDS; 'wds': Istio's Address and Authorization, as ztunnel */
+  api?: XdsApi;
+  /** sent as the `clusterid` header (istiod picks the cluster that validates the token); ztunnel sends CLUSTER_ID */
+  clusterIdHeader?: string;
   /** node identity; or a ready envoy.config.core.v3.Node in proto3 JSON */
-  node: NodeOptions | { raw: JsonObject };
+  node: NodeOptions | { ztunnel: ZtunnelNodeOptions } | { raw: JsonObject };
   /** TLS: root CA file (PEM); optional client cert/key; SNI/authority override */
   tls?: { rootCertFile?: string; certChainFile?: string; privateKeyFile?: string; serverName?: string };
   /** file holding a JWT, sent as `authorization: Bearer <token>`, re-read for every stream */
@@ -98,6 +109,7 @@ type Msg = Record<string, unknown>;
 export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSource {
   private readonly opts: XdsClientOptions;
   private readonly mode: 'sotw' | 'delta';
+  private readonly api: XdsApi;
   private readonly log: Logger;
   private readonly nodeJson: JsonObject;
   private grpcClient: grpc.Client | undefined;
@@ -108,11 +120,11 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private started = false;
-  private current: XdsSnapshot = emptySnapshot();
+  private current: XdsSnapshot;
   /** last accepted version per type (SotW version_info / Delta system_version_info) */
   private accepted: Partial<Record<XdsKind, string>> = {};
   /** Delta: per-resource versions, for initial_resource_versions on reconnect */
-  private resourceVersions: Record<XdsKind, Map<string, string>> = { cds: new Map(), eds: new Map(), lds: new Map() };
+  private resourceVersions: Record<XdsKind, Map<string, string>> = { cds: new Map(), eds: new Map(), lds: new Map(), address: new Map(), authorization: new Map() };
   private ldsWanted = false;
   private st: XdsStatus;
   private reqType: protobuf.Type;
@@ -121,9 +133,13 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
   constructor(opts: XdsClientOptions) {
     super();
     this.opts = opts;
-    this.mode = opts.mode ?? 'sotw';
+    this.api = opts.api ?? 'envoy';
+    // istiod serves WDS on DeltaAggregatedResources only; ztunnel speaks nothing else
+    this.mode = this.api === 'wds' ? 'delta' : opts.mode ?? 'sotw';
+    this.current = emptySnapshot(this.api);
     this.log = opts.logger ?? child('xds');
-    this.nodeJson = 'raw' in opts.node ? opts.node.raw : buildNode(opts.node);
+    const n = opts.node;
+    this.nodeJson = 'raw' in n ? n.raw : 'ztunnel' in n ? buildZtunnelNode(n.ztunnel) : buildNode(n);
     const pkg = 'envoy.service.discovery.v3.';
     this.reqType = mustType(pkg + (this.mode === 'delta' ? 'DeltaDiscoveryRequest' : 'DiscoveryRequest'));
     this.resType = mustType(pkg + (this.mode === 'delta' ? 'DeltaDiscoveryResponse' : 'DiscoveryResponse'));
@@ -134,6 +150,15 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
       reconnects: 0,
       types: { cds: emptyTypeStatus(), eds: emptyTypeStatus(), lds: emptyTypeStatus() },
     };
+    if (this.api === 'wds') {
+      this.st.api = 'wds';
+      this.st.types.address = emptyTypeStatus();
+      this.st.types.authorization = emptyTypeStatus();
+    }
+  }
+
+  private typeStatus(kind: XdsKind): TypeStatus {
+    return (this.st.types[kind] ??= emptyTypeStatus());
   }
 
   /** The node sent on the first request of every stream. */
@@ -147,10 +172,10 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
 
   status(): XdsStatus {
     const t = this.st.types;
-    return {
-      ...this.st,
-      types: { cds: { ...t.cds }, eds: { ...t.eds }, lds: { ...t.lds } },
-    };
+    const types: XdsStatus['types'] = { cds: { ...t.cds }, eds: { ...t.eds }, lds: { ...t.lds } };
+    if (t.address) types.address = { ...t.address };
+    if (t.authorization) types.authorization = { ...t.authorization };
+    return { ...this.st, types };
   }
 
   start(): void {
@@ -191,7 +216,10 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
   private channelOptions(): grpc.ChannelOptions {
     // No keepalive pings by default: grpc-go servers (istiod) GOAWAY clients that ping
     // more often than their enforcement policy allows. Pass channelOptions to enable.
-    const o: grpc.ChannelOptions = { ...this.opts.channelOptions };
+    const o: grpc.ChannelOptions = {
+      ...(this.api === 'wds' ? { 'grpc.max_receive_message_length': WDS_MAX_RECEIVE_BYTES } : {}),
+      ...this.opts.channelOptions,
+    };
     if (this.opts.tls?.serverName) {
       o['grpc.ssl_target_name_override'] = this.opts.tls.serverName;
       o['grpc.default_authority'] = this.opts.tls.serverName;
@@ -225,6 +253,7 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
         return;
       }
     }
+    if (this.opts.clusterIdHeader) md.set('clusterid', this.opts.clusterIdHeader);
     const method = this.mode === 'delta' ? DELTA_METHOD : SOTW_METHOD;
     const call = this.grpcClient.makeBidiStreamRequest<Buffer, Buffer>(
       method,
@@ -281,8 +310,8 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
     }, delay);
   }
 
-  private write(s: StreamState, req: JsonObject): void {
-    if (!s.sentNode) {
+  private write(s: StreamState, req: JsonObject, withNode = false): void {
+    if (!s.sentNode || withNode) {
       req.node = this.nodeJson;
       s.sentNode = true;
     }
@@ -292,6 +321,10 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
 
   /** First requests of a stream: CDS; EDS and LDS too when we already know what we want. */
   private subscribeAll(s: StreamState): void {
+    if (this.api === 'wds') {
+      for (const k of kindsOf('wds')) this.request(s, k);
+      return;
+    }
     this.request(s, 'cds');
     const names = edsNames(this.current.clusters.values());
     if (names.size) this.request(s, 'eds', names);
@@ -324,7 +357,8 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
       for (const [n, v] of this.resourceVersions[kind]) if (!byName || s.eds.has(n)) iv[n] = v;
       if (Object.keys(iv).length) req.initial_resource_versions = iv;
     }
-    this.write(s, req);
+    // ztunnel puts the node on every type's initial request
+    this.write(s, req, this.api === 'wds' && first);
   }
 
   private sotwRequest(s: StreamState, kind: XdsKind): JsonObject {
@@ -343,7 +377,7 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
     const typeUrl = String(res.type_url ?? '');
     const nonce = String(res.nonce ?? '');
     const kind = kindOfType(typeUrl);
-    if (!kind) {
+    if (!kind || KINDS[kind].api !== this.api) {
       this.log.warn({ typeUrl }, 'xds: response for a type we did not ask for; ignored');
       return;
     }
@@ -392,7 +426,7 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
 
   /** Forget per-resource versions of resources no longer held (e.g. EDS of a removed cluster). */
   private syncResourceVersions(): void {
-    for (const k of KIND_NAMES) {
+    for (const k of kindsOf(this.api)) {
       const held = resourcesOf(this.current, k);
       for (const n of [...this.resourceVersions[k].keys()]) if (!held.has(n)) this.resourceVersions[k].delete(n);
     }
@@ -413,12 +447,12 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
     const changed = !sameResources(this.current, next) || JSON.stringify(this.current.versions) !== JSON.stringify(next.versions);
     this.current = next;
     this.accepted[kind] = version;
-    const t = this.st.types[kind];
+    const t = this.typeStatus(kind);
     t.lastAckVersion = version;
     t.lastAckNonce = nonce;
     t.lastAckAt = new Date();
     t.acks++;
-    for (const k of KIND_NAMES) this.st.types[k].resources = resourcesOf(next, k).size;
+    for (const k of kindsOf(this.api)) this.typeStatus(k).resources = resourcesOf(next, k).size;
     this.log.debug({ type: kind, version, nonce }, 'xds: ACK');
     this.emitState({ kind: 'ack', type: kind, version, nonce });
     if (changed) this.emit('snapshot', next);
@@ -427,7 +461,7 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
 
   private nack(s: StreamState, kind: XdsKind, version: string, nonce: string, errorIn: string): void {
     const error = clip(errorIn); // error_detail, status and logs stay bounded whatever the input quoted
-    const t = this.st.types[kind];
+    const t = this.typeStatus(kind);
     t.lastNackVersion = version;
     t.lastNackNonce = nonce;
     t.lastNackError = error;

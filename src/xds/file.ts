@@ -13,14 +13,16 @@ import { child } from '../log.js';
 import { clip, Reasons } from './reasons.js';
 import { canonical } from './state.js';
 import { isObject } from './validate.js';
-import { kindOfType, resourcesOf, validateSet } from './kinds.js';
+import { kindOfType, resourcesOf, validateSet, WDS_KIND_NAMES } from './kinds.js';
+import { isWdsDocument, wdsSnapshotFromDocument } from './wds-file.js';
 import {
   emptySnapshot,
   emptyTypeStatus,
+  isWdsSnapshot,
+  type EnvoyKind,
   type Json,
   type JsonObject,
   type SnapshotValidator,
-  type XdsKind,
   type XdsSnapshot,
   type XdsSource,
   type XdsSourceEvents,
@@ -73,7 +75,7 @@ function syntheticListenerKey(l: JsonObject, index: number): string | undefined 
   return `static_listener_${index}`;
 }
 
-function push(c: Collected, kind: XdsKind, r: Json | undefined, where: string, allowUnnamed = false): void {
+function push(c: Collected, kind: EnvoyKind, r: Json | undefined, where: string, allowUnnamed = false): void {
   if (!isObject(r)) {
     c.errors.push(`${where}: not an object`);
     return;
@@ -150,7 +152,7 @@ function collectList(c: Collected, items: Json[]): void {
       c.errors.push(`${where}: ${t} is xDS v2, which Envoy no longer serves; use the v3 type`);
       return;
     }
-    if (!kind) {
+    if (!kind || kind === 'address' || kind === 'authorization') {
       ignore(c, t);
       return;
     }
@@ -194,6 +196,7 @@ function jsonMessage(e: Error | undefined, text: string): string {
  * listing every invalid resource (each reason names its resource).
  */
 export function snapshotFromDocument(doc: Json, source = '<input>'): ParseResult {
+  if (isWdsDocument(doc)) return wdsSnapshotFromDocument(doc, source);
   const c: Collected = { cds: [], eds: [], lds: [], versions: {}, ignored: [], ignoredCount: 0, errors: new Reasons() };
   if (Array.isArray(doc)) collectList(c, doc);
   else if (isObject(doc) && Array.isArray(doc.configs)) collectDump(c, doc.configs);
@@ -397,7 +400,10 @@ export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsS
 
   status(): XdsStatus {
     const t = this.st.types;
-    return { ...this.st, types: { cds: { ...t.cds }, eds: { ...t.eds }, lds: { ...t.lds } } };
+    const types: XdsStatus['types'] = { cds: { ...t.cds }, eds: { ...t.eds }, lds: { ...t.lds } };
+    if (t.address) types.address = { ...t.address };
+    if (t.authorization) types.authorization = { ...t.authorization };
+    return { ...this.st, types };
   }
 
   /**
@@ -570,6 +576,15 @@ export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsS
       t.resources = resourcesOf(result.snapshot, k).size;
     }
     if (result.ignoredCount) this.log.info({ ignored: result.ignoredCount, types: result.ignored.slice(0, 5) }, `xds file: ${result.ignoredCount} entries ignored (not clusters, endpoints or listeners)`);
+    if (isWdsSnapshot(result.snapshot)) {
+      this.st.api = 'wds';
+      for (const k of WDS_KIND_NAMES) {
+        const t = (this.st.types[k] ??= emptyTypeStatus());
+        t.acks++;
+        t.lastAckAt = now;
+        t.resources = resourcesOf(result.snapshot, k).size;
+      }
+    }
     this.emit('state', { kind: 'loaded', path: this.opts.path } satisfies XdsStateEvent);
     this.emit('snapshot', result.snapshot);
     return true;

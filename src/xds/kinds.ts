@@ -3,17 +3,40 @@
 // its validator. Code that differs by kind reads it from here instead of
 // testing `kind === 'cds' ? ...`.
 import { InvalidResource, validateClaBody, validateClusterBody, validateListenerBody } from './validate.js';
-import { TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, type Json, type JsonObject, type XdsKind, type XdsSnapshot } from './types.js';
+import { addressName, authorizationName, validateAddressBody, validateAuthorizationBody } from './validate-wds.js';
+import {
+  TYPE_ADDRESS,
+  TYPE_AUTHORIZATION,
+  TYPE_CLUSTER,
+  TYPE_ENDPOINT,
+  TYPE_LISTENER,
+  type EnvoyKind,
+  type Json,
+  type JsonObject,
+  type WdsKind,
+  type XdsApi,
+  type XdsKind,
+  type XdsSnapshot,
+} from './types.js';
 
 export interface ResourceKind {
   readonly kind: XdsKind;
   readonly typeUrl: string;
   /** how reasons name a resource: `cluster "x"` */
   readonly label: string;
-  /** the field a resource is keyed by */
-  readonly nameField: 'name' | 'cluster_name';
+  readonly api: XdsApi;
+  /** the field a resource is keyed by; undefined when the name is derived (WDS: see `name`) */
+  readonly nameField: 'name' | 'cluster_name' | undefined;
+  /** the name a body implies when the transport gives none (WDS files); Envoy kinds read nameField */
+  readonly name?: (r: JsonObject) => string | undefined;
+  /**
+   * the transport's name (Delta Resource.name) is the key and is not checked
+   * against the body: an Address names no field of its own (istiod uses the
+   * workload uid, or "namespace/hostname" for a service)
+   */
+  readonly transportNamed: boolean;
   /** where the snapshot keeps this kind */
-  readonly snapshotKey: 'clusters' | 'endpoints' | 'listeners';
+  readonly snapshotKey: 'clusters' | 'endpoints' | 'listeners' | 'addresses' | 'authorizations';
   /** subscribed by resource name (EDS): a SotW response is a subset, not the whole set */
   readonly byName: boolean;
   /** a change can add or drop EDS resources (CDS names them, EDS must match them) */
@@ -23,27 +46,44 @@ export interface ResourceKind {
 }
 
 export const KINDS: Readonly<Record<XdsKind, ResourceKind>> = {
-  cds: { kind: 'cds', typeUrl: TYPE_CLUSTER, label: 'cluster', nameField: 'name', snapshotKey: 'clusters', byName: false, prunesEndpoints: true, validate: validateClusterBody },
-  eds: { kind: 'eds', typeUrl: TYPE_ENDPOINT, label: 'ClusterLoadAssignment', nameField: 'cluster_name', snapshotKey: 'endpoints', byName: true, prunesEndpoints: true, validate: validateClaBody },
-  lds: { kind: 'lds', typeUrl: TYPE_LISTENER, label: 'listener', nameField: 'name', snapshotKey: 'listeners', byName: false, prunesEndpoints: false, validate: validateListenerBody },
+  cds: { kind: 'cds', api: 'envoy', typeUrl: TYPE_CLUSTER, label: 'cluster', nameField: 'name', transportNamed: false, snapshotKey: 'clusters', byName: false, prunesEndpoints: true, validate: validateClusterBody },
+  eds: { kind: 'eds', api: 'envoy', typeUrl: TYPE_ENDPOINT, label: 'ClusterLoadAssignment', nameField: 'cluster_name', transportNamed: false, snapshotKey: 'endpoints', byName: true, prunesEndpoints: true, validate: validateClaBody },
+  lds: { kind: 'lds', api: 'envoy', typeUrl: TYPE_LISTENER, label: 'listener', nameField: 'name', transportNamed: false, snapshotKey: 'listeners', byName: false, prunesEndpoints: false, validate: validateListenerBody },
+  address: { kind: 'address', api: 'wds', typeUrl: TYPE_ADDRESS, label: 'Address', nameField: undefined, name: addressName, transportNamed: true, snapshotKey: 'addresses', byName: false, prunesEndpoints: false, validate: validateAddressBody },
+  authorization: { kind: 'authorization', api: 'wds', typeUrl: TYPE_AUTHORIZATION, label: 'Authorization', nameField: undefined, name: authorizationName, transportNamed: true, snapshotKey: 'authorizations', byName: false, prunesEndpoints: false, validate: validateAuthorizationBody },
 };
 
-/** Every kind, in the order they are requested and reported (CDS, EDS, LDS). */
-export const KIND_NAMES: readonly XdsKind[] = ['cds', 'eds', 'lds'];
+/** Every Envoy kind, in the order they are requested and reported (CDS, EDS, LDS). */
+export const KIND_NAMES: readonly EnvoyKind[] = ['cds', 'eds', 'lds'];
+
+/** Every WDS kind, in the order ztunnel subscribes (Address, then Authorization). */
+export const WDS_KIND_NAMES: readonly WdsKind[] = ['address', 'authorization'];
+
+/** The kinds a source of this API subscribes to and reports. */
+export function kindsOf(api: XdsApi): readonly XdsKind[] {
+  return api === 'wds' ? WDS_KIND_NAMES : KIND_NAMES;
+}
 
 /** The kind of a type URL (or "@type"); undefined for every other type. */
 export function kindOfType(typeUrl: Json | undefined): XdsKind | undefined {
-  return KIND_NAMES.find((k) => KINDS[k].typeUrl === typeUrl);
+  return [...KIND_NAMES, ...WDS_KIND_NAMES].find((k) => KINDS[k].typeUrl === typeUrl);
 }
 
-/** The snapshot's map for a kind. */
+/**
+ * The snapshot's map for a kind. A WDS map missing from the snapshot (an Envoy
+ * snapshot) is created on it, so callers that copied the snapshot can fill it.
+ */
 export function resourcesOf(s: XdsSnapshot, kind: XdsKind): Map<string, JsonObject> {
-  return s[KINDS[kind].snapshotKey];
+  const key = KINDS[kind].snapshotKey;
+  if (key === 'addresses' || key === 'authorizations') return (s[key] ??= new Map());
+  return s[key];
 }
 
 /** The name a resource is keyed by, or undefined when the required field is missing. */
 export function resourceName(kind: XdsKind, r: JsonObject): string | undefined {
-  const n = r[KINDS[kind].nameField];
+  const d = KINDS[kind];
+  if (d.name) return d.name(r);
+  const n = d.nameField === undefined ? undefined : r[d.nameField];
   return typeof n === 'string' && n !== '' ? n : undefined;
 }
 
@@ -82,7 +122,12 @@ export function validateSet(
       errors.push(reason);
       continue;
     }
-    const key = resourceName(kind, res) as string;
+    const own = resourceName(kind, res);
+    const key = (KINDS[kind].transportNamed ? name ?? own : own) as string;
+    if (key === undefined) {
+      errors.push(`${label(kind, res, index)}: no resource name`);
+      continue;
+    }
     if (name !== undefined && name !== key) {
       errors.push(`${label(kind, res, index)}: resource name ${JSON.stringify(name)} does not match`);
       continue;

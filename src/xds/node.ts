@@ -102,3 +102,38 @@ export function buildNode(o: NodeOptions): JsonObject {
   }
   return node;
 }
+
+export interface ZtunnelNodeOptions {
+  /** pod (or agent) name: NAME, and the POD in the node id */
+  podName: string;
+  namespace: string;
+  /** this node's IPs; the first is the IP in the node id */
+  ips?: string[];
+  /** the Kubernetes node name (NODE_NAME): which workloads are local */
+  nodeName: string;
+  /** CLUSTER_ID; ztunnel's default is "Kubernetes" */
+  clusterId?: string;
+  /** extra metadata keys (ztunnel: ISTIO_META_*), merged last */
+  metadata?: JsonObject;
+}
+
+/**
+ * The node a WDS client sends, exactly as ztunnel builds it (istio/ztunnel
+ * src/xds/client.rs Config::node, with CLUSTER_ID from its proxy metadata):
+ * id `ztunnel~IP~POD.NS~NS.svc.cluster.local`, metadata NAME, NAMESPACE,
+ * INSTANCE_IPS, NODE_NAME, CLUSTER_ID. istiod treats a `ztunnel` id as a node
+ * proxy and serves it every workload (wildcard WDS).
+ */
+export function buildZtunnelNode(o: ZtunnelNodeOptions): JsonObject {
+  if (!o.nodeName) throw new Error('ztunnel node identity: NODE_NAME is required (which workloads are local)');
+  const ips = canonicalIps(o.ips ?? discoverNodeIps());
+  const md: JsonObject = {
+    NAME: o.podName,
+    NAMESPACE: o.namespace,
+    INSTANCE_IPS: ips.join(','),
+    NODE_NAME: o.nodeName,
+    CLUSTER_ID: o.clusterId ?? 'Kubernetes',
+  };
+  Object.assign(md, o.metadata ?? {});
+  return { id: nodeId({ type: 'ztunnel', podName: o.podName, namespace: o.namespace }, ips), metadata: md };
+}

@@ -1,4 +1,4 @@
-// The one place that loads Envoy protos. Loaded lazily, once, and cached.
+// The one place that loads the Envoy (and Istio WDS) protos. Loaded lazily, once, and cached.
 //
 // We use protobufjs reflection (the engine under @grpc/proto-loader) directly,
 // because we need our own proto3-JSON conversion: snake_case names exactly as
@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
 import protobuf from 'protobufjs';
+import { PROJECT_ROOT } from '../paths.js';
 
 const require = createRequire(import.meta.url);
 
@@ -49,12 +50,17 @@ export const PROTO_FILES: readonly string[] = [
   // Istio wraps its own extension configs in TypedStruct; config_dump expands it
   'udpa/type/v1/typed_struct.proto',
   'xds/type/v3/typed_struct.proto',
+  // Istio's workload discovery (WDS, ambient), vendored in third_party/istio
+  'workloadapi/workload.proto',
+  'workloadapi/security/authorization.proto',
 ];
 
 function includeDirs(): string[] {
   const xdsPkg = path.dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
   const deps = path.join(xdsPkg, 'deps');
-  return ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => path.join(deps, d));
+  const dirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => path.join(deps, d));
+  // Istio's protos import "workloadapi/workload.proto", relative to this directory.
+  return [...dirs, path.join(PROJECT_ROOT, 'third_party', 'istio')];
 }
 
 let cached: protobuf.Root | undefined;

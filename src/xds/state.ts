@@ -5,9 +5,13 @@
 import { ProtoJsonError } from '../errors.js';
 import { anyToJson } from './json.js';
 import { lookupType } from './protos.js';
+import { unknownFields } from './unknown.js';
 import { edsNames } from './validate.js';
 import { KINDS, label, resourcesOf, validateSet } from './kinds.js';
 import type { JsonObject, XdsKind, XdsSnapshot } from './types.js';
+
+/** Key of the list of unknown wire fields on a decoded WDS resource (not a proto field). */
+export const UNKNOWN_FIELDS = '@unknown_fields';
 
 const TYPE_RESOURCE_WRAPPER = 'type.googleapis.com/envoy.service.discovery.v3.Resource';
 
@@ -32,6 +36,12 @@ export function decodeResourceAny(kind: XdsKind, any: RawAny, index: number): Js
   try {
     const j = anyToJson(url, any.value, '');
     const { '@type': _t, ...body } = j;
+    if (KINDS[kind].api === 'wds') {
+      // fields newer than our protos: kept as paths, so the compiler can refuse to bypass
+      const t = lookupType(url);
+      const unknown = t ? unknownFields(t, any.value ?? new Uint8Array()) : [];
+      if (unknown.length) body[UNKNOWN_FIELDS] = unknown;
+    }
     return body;
   } catch (e) {
     if (e instanceof ProtoJsonError) return `${label(kind, shallowName(kind, any), index)}: unparseable: ${e.message}`;
@@ -44,6 +54,7 @@ export function decodeResourceAny(kind: XdsKind, any: RawAny, index: number): Js
 function shallowName(kind: XdsKind, any: RawAny): JsonObject | undefined {
   try {
     const { typeUrl, nameField } = KINDS[kind];
+    if (nameField === undefined) return undefined;
     const t = lookupType(typeUrl);
     const m = t?.decode(any.value ?? new Uint8Array()) as unknown as Record<string, unknown> | undefined;
     const n = m?.[nameField];
@@ -91,16 +102,22 @@ function sorted<V>(m: Map<string, V>): Map<string, V> {
 
 /** Maps in key order, so two snapshots of the same resources are deep-equal whatever order they arrived in. */
 export function canonical(s: XdsSnapshot): XdsSnapshot {
-  return { clusters: sorted(s.clusters), endpoints: sorted(s.endpoints), listeners: sorted(s.listeners), versions: s.versions };
+  const c: XdsSnapshot = { clusters: sorted(s.clusters), endpoints: sorted(s.endpoints), listeners: sorted(s.listeners), versions: s.versions };
+  if (s.addresses) c.addresses = sorted(s.addresses);
+  if (s.authorizations) c.authorizations = sorted(s.authorizations);
+  return c;
 }
 
 function copy(s: XdsSnapshot): XdsSnapshot {
-  return {
+  const c: XdsSnapshot = {
     clusters: new Map(s.clusters),
     endpoints: new Map(s.endpoints),
     listeners: new Map(s.listeners),
     versions: { ...s.versions },
   };
+  if (s.addresses) c.addresses = new Map(s.addresses);
+  if (s.authorizations) c.authorizations = new Map(s.authorizations);
+  return c;
 }
 
 /** Endpoints whose EDS name is no longer referenced by any EDS cluster are dropped. */
@@ -126,7 +143,9 @@ export function applySotw(prev: XdsSnapshot, kind: XdsKind, resources: Map<strin
     const wanted = subscribedEds ?? edsNames(s.clusters.values());
     for (const [k, v] of resources) if (wanted.has(k)) s.endpoints.set(k, v);
   } else {
-    s[d.snapshotKey] = new Map(resources);
+    const m = resourcesOf(s, kind);
+    m.clear();
+    for (const [k, v] of resources) m.set(k, v);
   }
   if (d.prunesEndpoints) prune(s);
   setVersion(s, kind, version);
@@ -152,9 +171,9 @@ export function applyDelta(
 
 /** Structural equality of two snapshots' resources (versions ignored). */
 export function sameResources(a: XdsSnapshot, b: XdsSnapshot): boolean {
-  for (const k of ['clusters', 'endpoints', 'listeners'] as const) {
-    const x = a[k];
-    const y = b[k];
+  for (const k of ['clusters', 'endpoints', 'listeners', 'addresses', 'authorizations'] as const) {
+    const x = a[k] ?? new Map<string, JsonObject>();
+    const y = b[k] ?? new Map<string, JsonObject>();
     if (x.size !== y.size) return false;
     for (const [n, v] of x) {
       const w = y.get(n);

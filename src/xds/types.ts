@@ -4,6 +4,10 @@
 export const TYPE_CLUSTER = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 export const TYPE_ENDPOINT = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
 export const TYPE_LISTENER = 'type.googleapis.com/envoy.config.listener.v3.Listener';
+/** Istio WDS (ambient): a Workload or a Service, keyed by the transport's name (workload uid, "namespace/hostname") */
+export const TYPE_ADDRESS = 'type.googleapis.com/istio.workload.Address';
+/** Istio WDS: an authorization policy, keyed "namespace/name" */
+export const TYPE_AUTHORIZATION = 'type.googleapis.com/istio.security.Authorization';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 export type JsonObject = { [k: string]: Json };
@@ -17,10 +21,26 @@ export interface XdsSnapshot {
   clusters: Map<string, JsonObject>; // by cluster name
   endpoints: Map<string, JsonObject>; // ClusterLoadAssignment by cluster_name
   listeners: Map<string, JsonObject>; // by listener name
-  versions: { cds?: string; eds?: string; lds?: string };
+  /** WDS only (absent for Envoy sources): istio.workload.Address by resource name */
+  addresses?: Map<string, JsonObject>;
+  /** WDS only: istio.security.Authorization by "namespace/name" */
+  authorizations?: Map<string, JsonObject>;
+  versions: { cds?: string; eds?: string; lds?: string; address?: string; authorization?: string };
 }
 
-export type XdsKind = 'cds' | 'eds' | 'lds';
+/** The Envoy kinds (a sidecar's view) */
+export type EnvoyKind = 'cds' | 'eds' | 'lds';
+/** The WDS kinds (ztunnel's view of every workload) */
+export type WdsKind = 'address' | 'authorization';
+export type XdsKind = EnvoyKind | WdsKind;
+
+/** Which API a source speaks: Envoy CDS/EDS/LDS, or Istio's WDS. */
+export type XdsApi = 'envoy' | 'wds';
+
+/** True when the snapshot came from a WDS source. */
+export function isWdsSnapshot(s: XdsSnapshot): boolean {
+  return s.addresses !== undefined || s.authorizations !== undefined;
+}
 
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'disconnected' | 'closed';
 
@@ -61,7 +81,10 @@ export interface XdsStatus {
   reconnects: number;
   lastError?: string;
   connectedSince?: Date;
-  types: Record<XdsKind, TypeStatus>;
+  /** which API the source speaks; absent = 'envoy' */
+  api?: XdsApi;
+  /** the Envoy kinds are always present; the WDS kinds when the source speaks WDS */
+  types: Record<EnvoyKind, TypeStatus> & Partial<Record<WdsKind, TypeStatus>>;
 }
 
 /** Optional consumer veto: return a reason to NACK the update, undefined to accept. */
@@ -83,8 +106,13 @@ export interface XdsSource {
   close(): Promise<void> | void;
 }
 
-export function emptySnapshot(): XdsSnapshot {
-  return { clusters: new Map(), endpoints: new Map(), listeners: new Map(), versions: {} };
+export function emptySnapshot(api: XdsApi = 'envoy'): XdsSnapshot {
+  const s: XdsSnapshot = { clusters: new Map(), endpoints: new Map(), listeners: new Map(), versions: {} };
+  if (api === 'wds') {
+    s.addresses = new Map();
+    s.authorizations = new Map();
+  }
+  return s;
 }
 
 export function emptyTypeStatus(): TypeStatus {
