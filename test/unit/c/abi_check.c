@@ -39,6 +39,10 @@ int main(void)
 	       offsetof(struct mb_policy_key, port), sizeof(struct mb_policy_value));
 	printf("\"stat_max\":%d,\"stat_slots\":%d,\"ep_local\":%u,\"ep_mesh\":%u,\"verdict_bypass\":%d,\"verdict_proxy\":%d,",
 	       MB_STAT_MAX, MB_STAT_SLOTS, MB_EP_LOCAL, MB_EP_MESH, MB_VERDICT_BYPASS, MB_VERDICT_PROXY);
+	printf("\"service_value\":%zu,\"backend_key\":%zu,\"backend_value\":%zu,\"backend_value_port\":%zu,\"netns_value\":%zu,\"netns_flags\":%zu,\"svc_bypass\":%u,\"ns_proxy\":%u,",
+	       sizeof(struct mb_service_value), sizeof(struct mb_backend_key), sizeof(struct mb_backend_value),
+	       offsetof(struct mb_backend_value, port), sizeof(struct mb_netns_value), offsetof(struct mb_netns_value, flags),
+	       MB_SVC_BYPASS, MB_NS_PROXY);
 	printf("\"ports_ok\":%s,\"v4_mapped\":\"", ok_ports ? "true" : "false");
 	for (int i = 0; i < 16; i++) printf("%02x", bytes[i]);
 	printf("\",\"loopback_v4\":%d,\"loopback_v6\":%d,\"loopback_other\":%d,\"loopback_pod\":%d}\n",
