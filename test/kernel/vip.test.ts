@@ -14,6 +14,7 @@ import { openMaps } from '../../src/maps/pinned.js';
 import { syncMaps } from '../../src/maps/sync.js';
 import { applySidecar, sidecarSettings } from '../../src/maps/sidecar.js';
 import { compile } from '../../src/policy/compile.js';
+import { writeRules } from '../../src/maps/state.js';
 import { waitForListen } from '../../src/topo/peers.js';
 import type { JsonObject, XdsSnapshot } from '../../src/xds/types.js';
 import { cla, edsCluster, hcmRdsFilter, listener, tcpProxyFilter } from '../helpers/resources.js';
@@ -34,6 +35,7 @@ const peer = join(process.cwd(), 'test', 'peers', 'vip-peer.py');
 const dir = tempDir();
 const servers: ChildProcess[] = [];
 const MiB = 1 << 20;
+process.env.MESHBPF_STATE_DIR = join(dir, 'state'); // explain's reasons live here, not in /run
 
 const { ktest, topo } = kernelSuite('service VIP tests', {
   kind: 'bridge',
@@ -85,7 +87,9 @@ const both = (...pods: Array<'b' | 'c'>) => pods.flatMap((p) => [IP[p].v4, IP[p]
 function sync(s: XdsSnapshot): void {
   const m = openMaps(topo!.pinDir);
   try {
-    syncMaps(m, compile(s, loc));
+    const desired = compile(s, loc);
+    syncMaps(m, desired);
+    writeRules(topo!.pinDir, desired.rules);
   } finally {
     m.close();
   }
@@ -249,7 +253,7 @@ ktest('endpoints change under traffic: established bytes intact, new connects fo
   sync(snapshot(both('b')));
 });
 
-ktest('maps dump decodes the service maps; policy explain names the backend and why', (t) => {
+ktest('maps dump decodes the service maps; policy explain names the backend and why; explain and the kernel agree', (t) => {
   const dump = cli(['maps', 'dump', '--pin-dir', topo!.pinDir, '-o', 'json']);
   t.is(dump.code, 0, dump.stderr);
   const j = JSON.parse(dump.stdout) as Record<string, Array<{ key: unknown; value: Record<string, unknown> }>>;
@@ -258,4 +262,20 @@ ktest('maps dump decodes the service maps; policy explain names the backend and 
   t.is(svc?.value.verdict, 'bypass');
   t.true(j.mb_backends?.some((e) => e.value.ip === IP.b.v4 && e.value.port === TARGET), JSON.stringify(j.mb_backends));
   t.true(j.mb_netns?.some((e) => e.value.ip4 === IP.a.v4), 'pod a learned');
+
+  const env = { MESHBPF_STATE_DIR: join(dir, 'state') };
+  const ex = cli(['policy', 'explain', VIP.v4, String(PORT), '--from', IP.a.v4, '--pin-dir', topo!.pinDir, '-o', 'json'], { env });
+  t.is(ex.code, 0, ex.stderr);
+  const e = JSON.parse(ex.stdout) as { verdict: string; service: { outcome: string; backends: Array<{ ip: string; port: number; outcome: string }> }; reasons: string[] };
+  t.is(e.verdict, 'bypass');
+  t.is(e.service.outcome, 'translated');
+  t.deepEqual(e.service.backends.map((b) => [b.ip, b.port, b.outcome]), [[IP.b.v4, TARGET, 'translated']]);
+  t.true(e.reasons.some((r) => r.includes('service VIP 198.19.30.10:80')), e.reasons.join('\n'));
+  t.true(e.reasons.some((r) => r.includes('getpeername returns')), e.reasons.join('\n'));
+  const out = cli(['policy', 'explain', VIP.v4, String(PORT), '--from', '198.20.30.9', '--pin-dir', topo!.pinDir, '-o', 'json'], { env });
+  const o = JSON.parse(out.stdout) as { verdict: string; service: { outcome: string } };
+  t.is(o.service.outcome, 'network', 'a client that is not a local pod is never translated');
+  t.is(o.verdict, 'none');
+  const text = cli(['policy', 'explain', VIP.v4, String(PORT), '--from', IP.a.v4, '--pin-dir', topo!.pinDir], { env });
+  t.regex(text.stdout, /slot 0: 198\.18\.30\.2:8080: LOCAL/);
 });

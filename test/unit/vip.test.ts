@@ -12,6 +12,10 @@ import type { DesiredState, Locality, ServiceEntry } from '../../src/policy/type
 import type { JsonObject, XdsSnapshot } from '../../src/xds/types.js';
 import { cla, edsCluster, hcmRdsFilter, listener, tcpListener, tcpProxyFilter } from '../helpers/resources.js';
 import { FakeMap, FakeSyscalls } from '../helpers/fake-maps.js';
+import { VIP_OUTCOME_STAT, vipOutcome } from '../../src/policy/explain.js';
+import { STAT_NAMES } from '../../src/maps/codecs.js';
+import { AgentMetrics } from '../../src/agent/metrics.js';
+import type { Agent } from '../../src/agent/agent.js';
 
 const loc: Locality = { nodeIps: ['198.18.0.1'], podCidrs: ['198.18.0.0/24', 'fd00:18::/64'], network: '' };
 
@@ -236,4 +240,30 @@ test('sync: ids are stable and a deleted service id is not reused in the same sy
     [2, 0, '198.18.0.4'],
     [3, 0, '198.18.0.5'],
   ]);
+});
+
+// ---- explain and metrics ----
+
+test('vipOutcome: the connect rule in the kernel order, each outcome a counter', (t) => {
+  const ok = { service: { bypass: true, count: 2 }, src: { local: true, networkId: 0, captured: false }, backend: { end: { local: true, networkId: 0 }, verdict: 'bypass' as const } };
+  t.is(vipOutcome(ok), 'translated');
+  t.is(vipOutcome({ ...ok, service: undefined }), 'not_a_service');
+  t.is(vipOutcome({ ...ok, service: { bypass: false, count: 2 } }), 'proxy');
+  t.is(vipOutcome({ ...ok, service: { bypass: true, count: 0 } }), 'no_local_backend');
+  t.is(vipOutcome({ ...ok, src: undefined }), 'source_unknown');
+  t.is(vipOutcome({ ...ok, src: { ...ok.src, captured: true } }), 'captured', 'a sidecar pod is never translated, even with everything else in place');
+  t.is(vipOutcome({ ...ok, src: { ...ok.src, local: false } }), 'network');
+  t.is(vipOutcome({ ...ok, backend: { end: { local: true, networkId: 1 }, verdict: 'bypass' } }), 'network');
+  t.is(vipOutcome({ ...ok, backend: { end: { local: true, networkId: 0 }, verdict: 'proxy' } }), 'proxy');
+  t.is(vipOutcome({ ...ok, backend: { end: undefined, verdict: 'bypass' } }), 'network');
+  for (const stat of Object.values(VIP_OUTCOME_STAT)) t.true((STAT_NAMES as readonly string[]).includes(stat), stat);
+});
+
+test('/metrics exports the VIP counters by outcome', async (t) => {
+  const s = Object.fromEntries(STAT_NAMES.map((n, i) => [n, BigInt(i)])) as Record<string, bigint>;
+  const agent = { stats: () => s, occupancy: () => ({}), inspect: () => ({ sockops: { attached: true }, skMsg: { attached: true } }) } as unknown as Agent;
+  const text = await new AgentMetrics(agent).registry.metrics();
+  t.regex(text, new RegExp(`meshbpf_vip_connects_total\\{outcome="translated"\\} ${STAT_NAMES.indexOf('vip_translated')}`));
+  t.regex(text, new RegExp(`meshbpf_vip_connects_total\\{outcome="captured"\\} ${STAT_NAMES.indexOf('vip_skip_captured')}`));
+  t.regex(text, new RegExp(`meshbpf_vip_peername_restored_total ${STAT_NAMES.indexOf('vip_peername_restored')}`));
 });
