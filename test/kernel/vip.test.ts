@@ -25,6 +25,8 @@ const IP = {
   b: { v4: '198.18.30.2', v6: 'fd00:30::2' },
   c: { v4: '198.18.30.3', v6: 'fd00:30::3' },
   d: { v4: '198.18.30.4', v6: 'fd00:30::4' },
+  e: { v4: '198.18.30.5', v6: 'fd00:30::5' },
+  f: { v4: '198.18.30.6', v6: 'fd00:30::6' },
 };
 const VIP = { v4: '198.19.30.10', v6: 'fd00:96::30:10' };
 const PORT = 80;
@@ -39,7 +41,7 @@ process.env.MESHBPF_STATE_DIR = join(dir, 'state'); // explain's reasons live he
 
 const { ktest, topo } = kernelSuite('service VIP tests', {
   kind: 'bridge',
-  pods: (['a', 'b', 'c', 'd'] as const).map((p) => ({ name: p, v4: `${IP[p].v4}/24`, v6: `${IP[p].v6}/64` })),
+  pods: (['a', 'b', 'c', 'd', 'e', 'f'] as const).map((p) => ({ name: p, v4: `${IP[p].v4}/24`, v6: `${IP[p].v6}/64` })),
   teardown: () => {
     for (const s of servers) s.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -114,11 +116,11 @@ test.before(async () => {
     servers.push(topo.spawn(p, ['/usr/bin/python3', peer, 'serve', String(TARGET), p]));
     await waitForListen(topo, p, TARGET);
   }
-  for (const p of ['a', 'd']) kubeProxy(topo.ns(p));
+  for (const p of ['a', 'd', 'e', 'f']) kubeProxy(topo.ns(p));
   sync(snapshot(both('b')));
   // The client pods' first sockets teach sockops their addresses (mb_netns):
-  // until then a pod is unknown and never translated.
-  for (const p of ['a', 'd']) for (const ip of [IP.b.v4, IP.b.v6]) await connect(p, ip, 1);
+  // until then a pod is unknown and never translated (e stays unknown).
+  for (const p of ['a', 'd', 'f']) for (const ip of [IP.b.v4, IP.b.v6]) await connect(p, ip, 1);
 });
 
 for (const [name, host, mapped, want] of [
@@ -170,6 +172,21 @@ ktest('from a sidecar-captured pod: not rewritten (its sidecar must see the VIP)
       m2.close();
     }
   }
+});
+
+ktest('a pod whose netns sockops has not seen yet: its first connect is left to kube-proxy, the next one is resolved', async (t) => {
+  let before = stats(topo!.pinDir);
+  const [first] = await connect('e', VIP.v4, 64 * 1024);
+  let d = delta(before, stats(topo!.pinDir));
+  t.is(first?.reply?.server, 'b');
+  t.is(first?.reply?.sha256, first?.sent);
+  t.is(d.vip_skip_source_unknown, 1);
+  t.is(d.vip_translated, 0);
+  before = stats(topo!.pinDir);
+  const [second] = await connect('e', VIP.v4, 64 * 1024);
+  d = delta(before, stats(topo!.pinDir));
+  t.is(second?.reply?.sha256, second?.sent);
+  t.is(d.vip_translated, 1, 'the first connection taught sockops the pod address');
 });
 
 ktest('no local endpoint: not rewritten, counted, kube-proxy carries it', async (t) => {
@@ -251,6 +268,20 @@ ktest('endpoints change under traffic: established bytes intact, new connects fo
   t.is(d.vip_translated, 41);
   t.true(d.redirect_bytes >= 3 * CHUNK + 40 * 64 * 1024, `redirect_bytes grew by ${d.redirect_bytes}`);
   sync(snapshot(both('b')));
+});
+
+ktest('a netns where the proxy uid 1337 connected is a sidecar pod from then on, even with no capture list', async (t) => {
+  const before = stats(topo!.pinDir);
+  const asProxy = ['setpriv', '--reuid=1337', '--regid=1337', '--clear-groups', '/usr/bin/python3', peer, 'connect', VIP.v4, String(PORT), '1024', '1'];
+  const { stdout } = await topo!.run('f', asProxy, { timeoutMs: 30_000 });
+  const p = JSON.parse(stdout.trim()) as Conn;
+  const [app] = await connect('f', VIP.v4, 64 * 1024);
+  const d = delta(before, stats(topo!.pinDir));
+  t.is(p.reply?.sha256, p.sent);
+  t.is(app?.reply?.server, 'b');
+  t.is(app?.reply?.sha256, app?.sent);
+  t.is(d.vip_skip_captured, 2, 'the proxy connect and the app connect after it');
+  t.is(d.vip_translated, 0);
 });
 
 ktest('maps dump decodes the service maps; policy explain names the backend and why; explain and the kernel agree', (t) => {
