@@ -9,8 +9,9 @@ import test from 'ava';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { rmSync } from 'node:fs';
-import { openMaps } from '../../src/maps/pinned.js';
+import { existsSync, rmSync } from 'node:fs';
+import { load } from '../../src/loader/load.js';
+import { openMaps, pinPaths } from '../../src/maps/pinned.js';
 import { syncMaps } from '../../src/maps/sync.js';
 import { applySidecar, sidecarSettings } from '../../src/maps/sidecar.js';
 import { compile } from '../../src/policy/compile.js';
@@ -309,4 +310,31 @@ ktest('maps dump decodes the service maps; policy explain names the backend and 
   t.is(o.verdict, 'none');
   const text = cli(['policy', 'explain', VIP.v4, String(PORT), '--from', IP.a.v4, '--pin-dir', topo!.pinDir], { env });
   t.regex(text.stdout, /slot 0: 198\.18\.30\.2:8080: LOCAL/);
+  t.log(text.stdout);
+  t.log(ex.stdout);
+  t.log(cli(['maps', 'dump', 'mb_services', '--pin-dir', topo!.pinDir]).stdout);
+  t.log(cli(['maps', 'dump', 'mb_backends', '--pin-dir', topo!.pinDir]).stdout);
+});
+
+ktest('a kernel without the VIP hooks (degraded build): no getpeername links, VIPs left to kube-proxy, pod-IP bypass unchanged', async (t) => {
+  load({ pinDir: topo!.pinDir, cgroup: topo!.cgroup, assumeMissing: ['vip'] });
+  try {
+    t.false(existsSync(pinPaths(topo!.pinDir).link('mb_getpeername4_cgroup')), 'no getpeername link');
+    let before = stats(topo!.pinDir);
+    const [v] = await connect('a', VIP.v4, 1 * MiB);
+    let d = delta(before, stats(topo!.pinDir));
+    t.is(v?.peer, VIP.v4);
+    t.is(v?.reply?.server, 'b', 'through the DNAT');
+    t.is(v?.reply?.sha256, v?.sent);
+    t.is(d.vip_translated + d.vip_skip_source_unknown + d.vip_skip_captured, 0, 'the connect hooks do no VIP work');
+    t.is(d.redirect_bytes, 0);
+    before = stats(topo!.pinDir);
+    const [p] = await connect('a', IP.b.v4, 1 * MiB);
+    d = delta(before, stats(topo!.pinDir));
+    t.is(p?.reply?.sha256, p?.sent);
+    t.true(d.redirect_bytes >= 1 * MiB, 'pod-IP traffic is still short-circuited');
+  } finally {
+    load({ pinDir: topo!.pinDir, cgroup: topo!.cgroup });
+  }
+  t.true(existsSync(pinPaths(topo!.pinDir).link('mb_getpeername4_cgroup')), 'the full build attaches them again');
 });
