@@ -38,7 +38,7 @@ import {
   type RrRun,
 } from './lib/peers.js';
 import { ratio, roundRatio, roundSummary, sig, summarize } from './lib/stats.js';
-import type { ConnectRow, LatencyRow, NetfilterInfo, Report, ThroughputRow, Verification } from './lib/report.js';
+import type { ConnectRow, LatencyRow, NetfilterInfo, Report, ThroughputRow, Verification, VipRow } from './lib/report.js';
 import { runExperiments } from './experiments/small-writes.js';
 
 type Mode = 'stack' | 'bypass';
@@ -74,6 +74,8 @@ const PODS: Record<TopoKind, { a: { v4: string; v6: string }; b: { v4: string; v
 };
 
 const SERVICES = 300;
+/** The bench's own ClusterIP, outside kubeProxyRules' ranges, DNAT to pod b's iperf3 in pod a's netns. */
+const BENCH_VIP = { v4: '198.19.100.1', v6: 'fd00:96::ff:1', port: 80 };
 
 function nsExec(netns: string, cmd: string[], input?: string): string {
   return execFileSync('ip', ['netns', 'exec', netns, ...cmd], { encoding: 'utf8', input: input ?? '', stdio: ['pipe', 'pipe', 'pipe'] });
@@ -107,6 +109,30 @@ function setupNetfilter(topo: Topology, cidr4: string, cidr6: string): Netfilter
     rulesV6: r6.rules,
     conntrackTimeWaitSec: 5,
   };
+}
+
+/** kube-proxy's ClusterIP rule for BENCH_VIP in the client pod (OUTPUT DNAT to pod b's iperf3), and a route to it. */
+function setupVipDnat(node: Node): void {
+  const a = node.topo.ns('a');
+  for (const fam of ['v4', 'v6'] as const) {
+    const vip = BENCH_VIP[fam];
+    const ep = fam === 'v4' ? `${node.addr.v4.b}:${PORTS.iperf}` : `[${node.addr.v6.b}]:${PORTS.iperf}`;
+    const host = fam === 'v4' ? '/32' : '/128';
+    const rules = [
+      '*nat',
+      ':KUBE-SERVICES - [0:0]',
+      ':KUBE-SVC-MBTBENCH - [0:0]',
+      ':KUBE-SEP-MBTBENCH - [0:0]',
+      '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+      `-A KUBE-SERVICES -d ${vip}${host} -p tcp -m comment --comment "bench/iperf cluster IP" -m tcp --dport ${BENCH_VIP.port} -j KUBE-SVC-MBTBENCH`,
+      `-A KUBE-SVC-MBTBENCH -m comment --comment "bench/iperf -> ${ep}" -j KUBE-SEP-MBTBENCH`,
+      `-A KUBE-SEP-MBTBENCH -p tcp -m tcp -j DNAT --to-destination ${ep}`,
+      'COMMIT',
+      '',
+    ].join('\n');
+    nsExec(a, [fam === 'v4' ? 'iptables-restore' : 'ip6tables-restore'], rules);
+    nsExec(a, ['ip', ...(fam === 'v6' ? ['-6'] : []), 'route', 'add', fam === 'v4' ? '198.19.100.0/24' : 'fd00:96::ff:0/112', 'dev', 'eth0']);
+  }
 }
 
 /** Packets the stack carried through the node's KUBE-FORWARD ESTABLISHED rule, per family. */
@@ -146,7 +172,10 @@ async function buildNode(kind: TopoKind, mbrr: string): Promise<Node> {
     maps: undefined as unknown as MeshMaps,
     addr: { v4: { a: topo.pod('a').v4 as string, b: topo.pod('b').v4 as string }, v6: { a: topo.pod('a').v6 as string, b: topo.pod('b').v6 as string } },
   };
-  if (kind === 'bridge') node.netfilter = setupNetfilter(topo, p.cidr4, p.cidr6);
+  if (kind === 'bridge') {
+    node.netfilter = setupNetfilter(topo, p.cidr4, p.cidr6);
+    setupVipDnat(node);
+  }
   load({ pinDir: topo.pinDir, cgroup: topo.cgroup });
   loaded = true;
   maps = openMaps(topo.pinDir);
@@ -338,6 +367,52 @@ async function connectRate(node: Node, fam: Family, o: BenchOptions, mbrr: strin
   };
 }
 
+type VipMode = 'podStack' | 'podBypass' | 'vipStack' | 'vipBypass';
+
+/**
+ * The same iperf3 run to pod b's IP and to the VIP, four modes alternating:
+ * stack (no verdict; the VIP through kube-proxy's DNAT) and bypass (BYPASS
+ * verdict; the VIP resolved at connect to b, as the sync would write it).
+ */
+async function vipThroughput(node: Node, fam: Family, o: BenchOptions): Promise<VipRow> {
+  const size = o.sizes[o.sizes.length - 1] ?? 65536;
+  const b = node.addr[fam].b;
+  const vipKey = { ip: BENCH_VIP[fam], port: BENCH_VIP.port };
+  const setService = (on: boolean) => {
+    if (on) {
+      node.maps.backends.set({ serviceId: 1, slot: 0 }, { ip: b, port: PORTS.iperf }); // the backend before the count
+      node.maps.services.set(vipKey, { id: 1, count: 1, bypass: true, ruleId: 1 });
+    } else {
+      node.maps.services.delete(vipKey);
+      node.maps.backends.delete({ serviceId: 1, slot: 0 });
+    }
+  };
+  const res = await alternate<VipMode, IperfRun>(
+    ['podStack', 'podBypass', 'vipStack', 'vipBypass'],
+    o.rounds,
+    (m, r) => `${node.kind} ${fam} VIP vs pod IP ${sizeName(size)} ${m} round ${r + 1}/${o.rounds}`,
+    async (m) => {
+      const viaVip = m.startsWith('vip');
+      const mode: Mode = m.endsWith('Bypass') ? 'bypass' : 'stack';
+      setService(viaVip && mode === 'bypass');
+      const before = readStats(node.maps.stats);
+      const r = await inMode(node, mode, { ip: b, port: PORTS.iperf }, `vip-${viaVip ? 'vip' : 'pod'} ${size}`, fam, () => iperf(node.topo, 'a', viaVip ? BENCH_VIP[fam] : b, viaVip ? BENCH_VIP.port : PORTS.iperf, size, o.seconds), (t) => 0.9 * t.bytes);
+      const translated = Number(readStats(node.maps.stats).vip_translated - before.vip_translated);
+      if (m === 'vipBypass' && translated < 1) throw new Error(`${node.kind} ${fam}: the VIP was not resolved at connect in vipBypass mode`);
+      if (m !== 'vipBypass' && translated !== 0) throw new Error(`${node.kind} ${fam}: ${translated} connects resolved in mode ${m}`);
+      return r;
+    },
+    (t) => gbit(t.bitsPerSecond),
+  );
+  setService(false);
+  const pair = (s: IperfRun[], x: IperfRun[]) => {
+    const a = summarize(s.map((y) => y.bitsPerSecond));
+    const c = summarize(x.map((y) => y.bitsPerSecond));
+    return { stack: roundSummary(a), bypass: roundSummary(c), ratio: roundRatio(ratio(c, a)) };
+  };
+  return { topology: node.kind, family: fam, size, podIp: pair(res.podStack, res.podBypass), vip: pair(res.vipStack, res.vipBypass) };
+}
+
 // ---------- report
 
 function machine(): Report['machine'] {
@@ -405,7 +480,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   const nFam = o.families.length;
   const rrTools = o.families.reduce((a, f) => a + (f === 'v4' ? 2 : 1), 0);
-  totalSteps = o.topologies.length * o.rounds * (nFam * o.sizes.length * 2 + rrTools * o.rrSizes.length * 2 + nFam * 3);
+  totalSteps = o.topologies.length * o.rounds * (nFam * o.sizes.length * 2 + rrTools * o.rrSizes.length * 2 + nFam * 3) + (o.topologies.includes('bridge') ? o.rounds * nFam * 4 : 0);
   log(`meshbpf bench: ${o.topologies.join('+')} x ${o.families.join('+')}, ${o.rounds} alternating rounds, ${o.seconds} s per iperf3 run, ${o.rrSeconds} s per latency/connection run (${totalSteps} runs)`);
 
   const report: Report = {
@@ -415,6 +490,7 @@ async function main(): Promise<void> {
     machine: machine(),
     options: { quick: o.quick, seconds: o.seconds, rrSeconds: o.rrSeconds, rounds: o.rounds, sizes: o.sizes, rrSizes: o.rrSizes, families: o.families, topologies: o.topologies },
     method: {
+      vip: 'bridge only: iperf3 from pod a to pod b, to the pod IP and to a ClusterIP that kube-proxy-style rules in pod a DNAT to pod b; stack = no verdict (the VIP through the DNAT), bypass = BYPASS verdict and the VIP in mb_services (resolved at connect); the four modes alternate in one run',
       modes: 'stack = same topology, meshbpf loaded, the server has no policy verdict (connection not eligible); bypass = verdict BYPASS for the server ip:port. Connection rate: none = client and server in a sibling cgroup with no programs; attachedIneligible = programs attached, no verdict; attachedBypass = programs attached and the connection inserted into the sockhash.',
       alternation: 'each round runs every mode once; the order flips every round (AB, BA, ...); figures are the median over rounds with min and max',
       latencyCpu: `both ping-pong peers pinned to CPU ${LATENCY_CPU} (taskset): on this VM an idle vCPU halts and needs ~40-50 us to wake, which would swamp the path measured`,
@@ -424,6 +500,7 @@ async function main(): Promise<void> {
     throughput: [],
     latency: [],
     connectRate: [],
+    vip: [],
     verification,
     experiments: [],
     noise: { loadAvg1mAtStart: sig(loadavg()[0] ?? 0, 3), loadAvg1mAtEnd: 0, otherMbtNamespacesAtStart: leftovers().netns.length },
@@ -435,6 +512,8 @@ async function main(): Promise<void> {
       if (node.netfilter) report.netfilter = node.netfilter;
       for (const fam of o.families) {
         report.throughput.push(...(await throughput(node, fam, o)));
+        // After the pod-IP runs: pod a's namespace is known to sockops by then.
+        if (kind === 'bridge') report.vip!.push(await vipThroughput(node, fam, o));
         report.latency.push(...(await latency(node, fam, o, mbrr)));
         report.connectRate.push(await connectRate(node, fam, o, mbrr));
       }

@@ -382,6 +382,29 @@ static __always_inline void mb_closed(struct bpf_sock_ops *skops)
 }
 #endif /* MB_NO_NETNS_COOKIE */
 
+#ifndef MB_NO_NETNS_COOKIE
+/* Remember this namespace's local pod address (per family) for the connect
+ * hook, which cannot know the client's address yet (bpf/connect.c). */
+static __always_inline void mb_learn_netns(struct bpf_sock_ops *skops, const __u32 ip[4])
+{
+	struct mb_netns_value fresh = {};
+	struct mb_netns_value *v;
+	__u64 ns = bpf_get_netns_cookie(skops);
+	int v4 = ip[0] == 0 && ip[1] == 0 && ip[2] == bpf_htonl(0x0000ffff);
+
+	v = bpf_map_lookup_elem(&mb_netns, &ns);
+	if (v) {
+		__u32 *slot = v4 ? v->ip4 : v->ip6;
+
+		if (slot[0] != ip[0] || slot[1] != ip[1] || slot[2] != ip[2] || slot[3] != ip[3])
+			__builtin_memcpy(slot, ip, 16);
+		return;
+	}
+	__builtin_memcpy(v4 ? fresh.ip4 : fresh.ip6, ip, 16);
+	bpf_map_update_elem(&mb_netns, &ns, &fresh, BPF_NOEXIST); /* lost a race: the next socket learns */
+}
+#endif
+
 static __always_inline void mb_established(struct bpf_sock_ops *skops, int active)
 {
 	struct mb_sock_key key = {};
@@ -395,6 +418,10 @@ static __always_inline void mb_established(struct bpf_sock_ops *skops, int activ
 	}
 	le = mb_endpoint(key.local_ip);
 	re = mb_endpoint(key.remote_ip);
+#ifndef MB_NO_NETNS_COOKIE
+	if (mb_is_local(le) && !mb_ip_is_loopback(key.local_ip))
+		mb_learn_netns(skops, key.local_ip);
+#endif
 
 	c = mb_cfg();
 	if (c && (c->flags & MB_CFG_SIDECAR)) {

@@ -113,6 +113,14 @@ export function renderMarkdown(r: Report): string {
     '',
   );
 
+  if (r.vip?.length) {
+    L.push('## Service VIP beside the pod IP', '');
+    L.push('iperf3, one stream, the largest write size, on the bridge node. *VIP, stack*: the client connects to a ClusterIP that kube-proxy-style rules in its namespace DNAT to pod b. *VIP, bypass*: meshbpf resolves the ClusterIP at connect (cgroup connect4/6) to pod b, then the connection goes socket to socket. The four modes alternate in one run; the target is the VIP ratio equal to the pod-IP ratio within the noise (min–max).', '');
+    L.push('| family | size | pod IP stack | pod IP bypass | pod IP ratio | VIP stack | VIP bypass | VIP ratio |', '|---|---|---|---|---|---|---|---|');
+    const g = (x: { median: number }) => `${(x.median / 1e9).toFixed(2)} Gbit/s`;
+    for (const v of r.vip) L.push(`| ${fam(v.family)} | ${v.size} | ${g(v.podIp.stack)} | ${g(v.podIp.bypass)} | ${rr(v.podIp.ratio)} | ${g(v.vip.stack)} | ${g(v.vip.bypass)} | ${rr(v.vip.ratio)} |`);
+    L.push('');
+  }
   L.push('## Request/response latency', '');
   L.push('Full round trip in µs, one connection, ping-pong at full rate (TCP_NODELAY). Both peers are pinned to one CPU: on this VM an idle vCPU halts and takes ~40–50 µs to wake by IPI, which swamped the figure (unpinned, the same test gave p50 8 µs or 50 µs depending on whether other work kept the CPUs busy). Ratio = bypass ÷ stack (below 1 = bypass faster). sockperf 3.7 has no IPv6, so IPv6 uses mbrr only; for IPv4 both tools ran, which also cross-checks mbrr.', '');
   L.push(

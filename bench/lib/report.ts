@@ -34,6 +34,15 @@ export interface ConnectRow {
   ratioIneligible: Ratio; // attachedIneligible / none
 }
 
+/** iperf3 through a service VIP (kube-proxy's DNAT vs meshbpf's connect-time resolution) beside the pod IP. */
+export interface VipRow {
+  topology: TopoKind;
+  family: Family;
+  size: number;
+  podIp: { stack: Summary; bypass: Summary; ratio: Ratio };
+  vip: { stack: Summary; bypass: Summary; ratio: Ratio };
+}
+
 export interface NetfilterInfo {
   mode: string;
   backend: string;
@@ -73,6 +82,8 @@ export interface Report {
   throughput: ThroughputRow[];
   latency: LatencyRow[];
   connectRate: ConnectRow[];
+  /** absent in reports from before the VIP case */
+  vip?: VipRow[];
   verification: Verification[];
   experiments: Experiment[];
   /** signs of other work on the machine during the run (it is shared) */

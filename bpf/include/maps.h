@@ -80,6 +80,40 @@ struct {
 	__type(value, struct mb_leg_value);
 } mb_legs SEC(".maps");
 
+/* Service VIPs resolved at connect (see struct mb_service_value). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* written by the agent only: no prealloc'd megabytes */
+	__type(key, struct mb_policy_key);
+	__type(value, struct mb_service_value);
+} mb_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mb_backend_key);
+	__type(value, struct mb_backend_value);
+} mb_backends SEC(".maps");
+
+/* The VIP a translated socket connected to (answers getpeername). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct mb_sk_vip);
+} mb_sk_vip SEC(".maps");
+
+/* Pod addresses per network namespace, learned by sockops (LRU: namespaces
+ * come and go; an evicted one only loses translation until its next socket). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct mb_netns_value);
+} mb_netns SEC(".maps");
+
 static __always_inline const struct mb_config *mb_cfg(void)
 {
 	__u32 zero = 0;

@@ -104,9 +104,18 @@ enum mb_stat {
 	MB_STAT_SPLICE_READS,            /* splice(2)/sendfile(2) reads of a bypassed socket (data was lost) */
 	MB_STAT_SPLICE_REFUSED,          /* such reads refused with EINVAL before reading (nothing lost) */
 	MB_STAT_SKIP_EXCLUDED,           /* destination in mb_no_bypass (operator or splice reader) */
+	/* Service VIPs resolved at connect (bpf/connect.c). Counted only for
+	 * connects to a VIP:port in mb_services. */
+	MB_STAT_VIP_TRANSLATED,          /* connect rewritten to a local backend */
+	MB_STAT_VIP_NO_BACKEND,          /* no local backend (count 0, or the slot vanished under us) */
+	MB_STAT_VIP_SKIP_PROXY,          /* service or chosen backend not BYPASS */
+	MB_STAT_VIP_SKIP_CAPTURED,       /* client pod has a sidecar: it must see the VIP */
+	MB_STAT_VIP_SKIP_SOURCE,         /* client's netns not learned yet (no pod address known) */
+	MB_STAT_VIP_SKIP_NETWORK,        /* client or backend not local, or on different networks */
+	MB_STAT_VIP_PEERNAME,            /* getpeername answered with the VIP */
 	MB_STAT_MAX,
 };
-#define MB_STAT_SLOTS 32
+#define MB_STAT_SLOTS 64 /* 32 until 0.2: the sidecar, splice and VIP counters took 33 */
 
 /*
  * Sidecar capture (Istio's istio-iptables rules stay in every captured pod;
@@ -170,6 +179,66 @@ struct mb_sk_state {
 };
 #define MB_SK_STATE_SIZE 56
 
+/*
+ * Service VIPs (connect-time resolution, bpf/connect.c). mb_services (HASH):
+ * key = VIP:port (struct mb_policy_key layout), value below. mb_backends
+ * (HASH): {service id, slot} -> a LOCAL endpoint ip:targetPort; slots
+ * 0..count-1 are valid. Update order (src/maps/plan.ts): backends are written
+ * before the count grows, the count shrinks before backends are deleted, so a
+ * slot below count always holds a backend (Kmesh #1042).
+ */
+#define MB_SVC_BYPASS (1u << 0) /* the compiler's verdict for VIP:port is BYPASS */
+
+struct mb_service_value {
+	__u32 id;      /* service id: the mb_backends key prefix */
+	__u32 count;   /* local backends in slots 0..count-1 */
+	__u32 flags;   /* MB_SVC_* */
+	__u32 rule_id; /* the compiled rule (for explain) */
+};
+#define MB_SERVICE_VALUE_SIZE 16
+
+struct mb_backend_key {
+	__u32 service_id;
+	__u32 slot;
+};
+#define MB_BACKEND_KEY_SIZE 8
+
+struct mb_backend_value {
+	__u32 ip[4]; /* same family as the VIP (v4-mapped for IPv4) */
+	__u16 port;  /* network order: the target port */
+	__u16 _pad;
+};
+#define MB_BACKEND_VALUE_SIZE 20
+
+/* mb_sk_vip (SK_STORAGE): what a translated socket connected to, so
+ * getpeername answers with the VIP while the peer is still that backend. */
+struct mb_sk_vip {
+	__u32 vip[4];
+	__u32 backend[4];
+	__u16 vip_port;     /* network order */
+	__u16 backend_port; /* network order */
+	__u32 _pad;
+};
+#define MB_SK_VIP_SIZE 40
+
+/* mb_netns (LRU_HASH): netns cookie -> the pod addresses sockops saw in that
+ * namespace (the client's own address is unknown at connect). */
+#define MB_NS_PROXY (1u << 0) /* a proxy uid/gid connected from this netns: a sidecar pod */
+
+struct mb_netns_value {
+	__u32 ip4[4]; /* v4-mapped; all zero = none seen */
+	__u32 ip6[4];
+	__u32 flags;  /* MB_NS_* */
+	__u32 _pad;
+};
+#define MB_NETNS_VALUE_SIZE 40
+
+_Static_assert(sizeof(struct mb_service_value) == MB_SERVICE_VALUE_SIZE, "mb_service_value");
+_Static_assert(sizeof(struct mb_backend_key) == MB_BACKEND_KEY_SIZE, "mb_backend_key");
+_Static_assert(sizeof(struct mb_backend_value) == MB_BACKEND_VALUE_SIZE, "mb_backend_value");
+_Static_assert(sizeof(struct mb_sk_vip) == MB_SK_VIP_SIZE, "mb_sk_vip");
+_Static_assert(sizeof(struct mb_netns_value) == MB_NETNS_VALUE_SIZE, "mb_netns_value");
+_Static_assert(MB_STAT_MAX <= MB_STAT_SLOTS, "mb_stats has a slot for every counter");
 _Static_assert(sizeof(struct mb_sock_key) == MB_SOCK_KEY_SIZE, "mb_sock_key");
 _Static_assert(sizeof(struct mb_config) == MB_CONFIG_SIZE, "mb_config");
 _Static_assert(sizeof(struct mb_leg_value) == MB_LEG_VALUE_SIZE, "mb_leg_value");

@@ -258,6 +258,8 @@ export class Agent {
       mb_sockets: { entries: m.sockets.count(), capacity: m.sockets.info.maxEntries },
       mb_endpoints: { entries: m.endpoints.count(), capacity: m.endpoints.info.maxEntries },
       mb_policy: { entries: m.policy.count(), capacity: m.policy.info.maxEntries },
+      mb_services: { entries: m.services.count(), capacity: m.services.info.maxEntries },
+      mb_backends: { entries: m.backends.count(), capacity: m.backends.info.maxEntries },
     };
   }
 

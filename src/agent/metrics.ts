@@ -4,6 +4,7 @@ import client from 'prom-client';
 import { STAT_NAMES } from '../maps/codecs.js';
 import type { XdsStateEvent } from '../xds/types.js';
 import type { Agent } from './agent.js';
+import { VIP_OUTCOME_STAT } from '../policy/explain.js';
 
 const SKIP_REASONS: Record<string, string> = {
   skip_family: 'family',
@@ -96,6 +97,21 @@ export class AgentMetrics {
         }
       },
     });
+    // Service VIP connects by outcome (bpf/connect.c; the names of policy/explain.ts vipOutcome).
+    const vipStats = Object.entries(VIP_OUTCOME_STAT);
+    new client.Counter({
+      name: 'meshbpf_vip_connects_total',
+      help: 'connects to a service VIP:port, by outcome (translated to a local backend, or left to kube-proxy and why)',
+      labelNames: ['outcome'],
+      registers: [r],
+      collect() {
+        const s = agent.stats();
+        if (!s) return;
+        this.reset();
+        for (const [outcome, stat] of vipStats) this.inc({ outcome }, Number(s[stat]));
+      },
+    });
+    counter('meshbpf_vip_peername_restored_total', 'getpeername calls answered with the VIP of a translated socket', (s) => s.vip_peername_restored);
     // One walk of the maps per scrape: the entries gauge counts and also sets
     // the capacity gauge, which the registry collects right after it
     // (registration order).

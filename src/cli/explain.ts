@@ -3,8 +3,8 @@
 // (policy/explain.ts sockopsBlockers), plus the compiled reason chain when a
 // sync left one.
 import { formatIp, parseIp } from '../net/ip.js';
-import { sockopsBlockers } from '../policy/explain.js';
-import { openMaps } from '../maps/pinned.js';
+import { sockopsBlockers, VIP_OUTCOME_STAT, vipOutcome, type VipOutcome } from '../policy/explain.js';
+import { openMaps, type MeshMaps } from '../maps/pinned.js';
 import type { EndpointValue } from '../maps/codecs.js';
 import { hostPort } from '../maps/dump.js';
 import { readExclusions, readRuleReasons } from '../maps/state.js';
@@ -32,9 +32,21 @@ export interface Explanation {
   destination: { ip: string; port: number; endpoint: EndpointValue | null };
   source: { ip: string; endpoint: EndpointValue | null } | null;
   policy: { verdict: string; ruleId: number } | null;
+  /** set when DST:PORT is a service VIP in mb_services */
+  service?: ServiceExplanation;
   reasons: string[];
   /** with --from and sidecar pairing on: the leg for each possible owner of the client socket */
   sidecar: Array<{ owner: Owner; leg: string; expects: string | null; inPod: boolean; why: string }> | null;
+}
+
+export interface ServiceExplanation {
+  id: number;
+  verdict: 'bypass' | 'proxy';
+  ruleId: number;
+  /** every local backend; the kernel picks one uniformly at connect */
+  backends: Array<{ slot: number; ip: string; port: number; outcome: VipOutcome | null }>;
+  /** with --from: what a connect from that client does (the same for every backend unless they differ) */
+  outcome: VipOutcome | null;
 }
 
 function describeEp(e: EndpointValue | null): string {
@@ -42,11 +54,76 @@ function describeEp(e: EndpointValue | null): string {
   return `${e.local ? 'LOCAL' : 'not local'}${e.mesh ? ', mesh' : ''}, network ${e.networkId}${e.workloadId ? `, workload ${e.workloadId}` : ''}`;
 }
 
+const OUTCOME_TEXT: Record<VipOutcome, string> = {
+  not_a_service: 'not a service VIP',
+  proxy: 'verdict is not bypass: the connect keeps the VIP (kube-proxy or the mesh routes it)',
+  no_local_backend: 'no local backend: kube-proxy routes the VIP',
+  source_unknown: 'the client pod is not known yet (no socket of its network namespace seen by sockops): kube-proxy routes the VIP',
+  captured: 'the client pod has a sidecar: its sidecar must see the VIP, kube-proxy/the sidecar route it',
+  network: 'client or backend not local, or on different networks: kube-proxy routes the VIP',
+  translated: 'connect rewritten to this backend; getpeername still returns the VIP',
+};
+
+/** A VIP:port in mb_services: which backend a connect gets, and why (the rule of policy/explain.ts vipOutcome). */
+function explainService(m: MeshMaps, pinDir: string, vip: string, port: number, src: string | undefined, sv: NonNullable<ReturnType<MeshMaps['services']['get']>>): Explanation {
+  const reasons: string[] = [];
+  reasons.push(`mb_services ${hostPort(vip, port)}: service ${sv.id}, ${sv.count} local backend${sv.count === 1 ? '' : 's'}, verdict ${sv.bypass ? 'bypass' : 'proxy'} (rule ${sv.ruleId})`);
+  for (const r of readRuleReasons(pinDir, sv.ruleId)) reasons.push(`  rule ${sv.ruleId}: ${r}`);
+  const srcEp = src === undefined ? null : m.endpoints.get(src) ?? null;
+  // The kernel takes the client from its netns; here the operator names it.
+  // An address without an endpoint entry is not local (the kernel's lookup misses too).
+  const srcFacts = src === undefined ? undefined : { local: srcEp?.local ?? false, networkId: srcEp?.networkId ?? 0, captured: m.sidecar.get(src) !== undefined };
+  if (src !== undefined) reasons.push(`source ${src}: ${describeEp(srcEp)}${srcFacts?.captured ? ', sidecar-captured (mb_sidecar)' : ''}`);
+  const backends: ServiceExplanation['backends'] = [];
+  for (let slot = 0; slot < sv.count; slot++) {
+    const b = m.backends.get({ serviceId: sv.id, slot });
+    if (!b) {
+      backends.push({ slot, ip: '-', port: 0, outcome: null });
+      reasons.push(`  slot ${slot}: missing (a sync out of order?): a connect that picks it keeps the VIP`);
+      continue;
+    }
+    const ep = m.endpoints.get(b.ip) ?? null;
+    const pol = m.policy.get({ ip: b.ip, port: b.port }) ?? null;
+    const outcome =
+      src === undefined
+        ? null
+        : vipOutcome({ service: { bypass: sv.bypass, count: sv.count }, src: srcFacts, backend: { end: ep ?? undefined, verdict: pol?.verdict } });
+    backends.push({ slot, ip: b.ip, port: b.port, outcome });
+    reasons.push(`  slot ${slot}: ${hostPort(b.ip, b.port)}: ${describeEp(ep)}; mb_policy ${pol ? pol.verdict : 'none'}${outcome ? ` => ${outcome}` : ''}`);
+  }
+  const outcomes = new Set(backends.map((b) => b.outcome));
+  const outcome =
+    src === undefined ? null : sv.count === 0 || !sv.bypass || srcFacts === undefined || srcFacts.captured ? vipOutcome({ service: sv, src: srcFacts, backend: undefined }) : outcomes.size === 1 ? ([...outcomes][0] ?? null) : 'translated';
+  let verdict: Explanation['verdict'] = sv.bypass ? 'bypass' : 'proxy';
+  if (src === undefined) {
+    reasons.push(sv.bypass && sv.count > 0 ? `=> a connect from a known plain local pod goes to one of the ${sv.count} backend(s), chosen uniformly at random` : `=> ${OUTCOME_TEXT[vipOutcome({ service: sv, src: undefined, backend: undefined })]}`);
+  } else {
+    if (outcome !== 'translated') verdict = outcome === 'proxy' ? 'proxy' : 'none';
+    const picks = backends.filter((b) => b.outcome === 'translated').map((b) => hostPort(b.ip, b.port));
+    reasons.push(
+      outcome === 'translated'
+        ? `=> translated: one of ${picks.join(', ')} (uniform), then socket to socket; getpeername returns ${hostPort(vip, port)}`
+        : `=> ${OUTCOME_TEXT[outcome ?? 'not_a_service']} (counter ${outcome && outcome !== 'not_a_service' ? VIP_OUTCOME_STAT[outcome] : '-'})`,
+    );
+  }
+  return {
+    sidecar: null,
+    verdict,
+    destination: { ip: vip, port, endpoint: m.endpoints.get(vip) ?? null },
+    source: src === undefined ? null : { ip: src, endpoint: srcEp },
+    policy: null,
+    service: { id: sv.id, verdict: sv.bypass ? 'bypass' : 'proxy', ruleId: sv.ruleId, backends, outcome },
+    reasons,
+  };
+}
+
 export function explainFromKernel(pinDir: string, dstText: string, port: number, fromText?: string): Explanation {
   const dst = formatIp(parseIp(dstText).bytes);
   const src = fromText === undefined ? undefined : formatIp(parseIp(fromText).bytes);
   const m = openMaps(pinDir, { readOnly: true });
   try {
+    const sv = m.services.get({ ip: dst, port });
+    if (sv) return explainService(m, pinDir, dst, port, src, sv);
     // A /128 lookup in the LPM trie returns the longest matching prefix, as in the kernel.
     const dstEp = m.endpoints.get(dst) ?? null;
     const srcEp = src === undefined ? null : m.endpoints.get(src) ?? null;

@@ -40,14 +40,16 @@ export function registerSync(program: Command): void {
       if (sidecar && !probeFeatures().netnsCookie) throw new UserError(SIDECAR_NEEDS_COOKIE); // before any write
       const maps = openMaps(o.pinDir);
       try {
-        const r = syncMaps(maps, desired);
+        // Captured pods first: a service VIP must never be resolved for a pod whose sidecar is not known yet.
         const sc = applySidecar(maps, sidecar);
+        const r = syncMaps(maps, desired);
         writeRules(o.pinDir, desired.rules);
         writeExclusions(o.pinDir, locality.exclude);
         const summary = {
-          ...(desired.services ? { services: desired.services.length } : {}),
+          ...(desired.wdsServices ? { wdsServices: desired.wdsServices.length } : {}),
           endpoints: r.counts.endpoints,
           policies: r.counts.policies,
+          services: r.counts.services ?? null,
           verdicts: { bypass: desired.policies.filter((p) => p.verdict === 'bypass').length, proxy: desired.policies.filter((p) => p.verdict === 'proxy').length },
           skipped: desired.skipped.length,
           ms: Math.round(r.ms.total * 10) / 10,

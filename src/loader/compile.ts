@@ -24,7 +24,7 @@ export const BPF_OBJECTS = ['sockops', 'sk_msg', 'connect', 'splice', 'splice_re
  * Every build the loader may pick (features.ts's requireFeatures returns one
  * of these define sets). All are prebuilt so no node needs a compiler.
  */
-export const BPF_VARIANTS: ReadonlyArray<readonly string[]> = [[], ['MB_NO_NETNS_COOKIE']];
+export const BPF_VARIANTS: ReadonlyArray<readonly string[]> = [[], ['MB_NO_VIP'], ['MB_NO_NETNS_COOKIE', 'MB_NO_VIP']];
 
 const FLAGS = ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf'];
 

@@ -13,6 +13,12 @@ export interface Features {
   skStorage: boolean;
   /** bpf_get_netns_cookie callable from sockops and sk_msg (5.15+) */
   netnsCookie: boolean;
+  /**
+   * Service VIP resolution at connect: cgroup getpeername hooks (5.8) with
+   * socket storage, and bpf_get_netns_cookie in connect hooks. Without them
+   * (or without netnsCookie) VIPs are left to kube-proxy.
+   */
+  vip: boolean;
 }
 
 /** The oldest kernel the load can work on (cgroup sockops through bpf_link); 5.15 and newer need no degraded build. */
@@ -29,6 +35,9 @@ export function probeFeatures(): Features {
     lpmTrie: probeMapType(MapType.LPM_TRIE),
     skStorage: probeMapType(MapType.SK_STORAGE) && probeHelper(ProgType.SK_MSG, Helper.sk_storage_get, AttachType.SK_MSG_VERDICT),
     netnsCookie: probeHelper(ProgType.SOCK_OPS, Helper.get_netns_cookie) && probeHelper(ProgType.SK_MSG, Helper.get_netns_cookie, AttachType.SK_MSG_VERDICT),
+    vip:
+      probeHelper(ProgType.CGROUP_SOCK_ADDR, Helper.sk_storage_get, AttachType.CGROUP_INET4_GETPEERNAME) &&
+      probeHelper(ProgType.CGROUP_SOCK_ADDR, Helper.get_netns_cookie, AttachType.CGROUP_INET4_CONNECT),
   };
   return cached;
 }
@@ -44,5 +53,12 @@ export function requireFeatures(f: Features): string[] {
   ].filter(Boolean);
   // The floor stated here is the README's ("Kernel requirements"); a unit test keeps them equal.
   if (missing.length) throw new UserError(`this kernel lacks ${missing.join(', ')} (meshbpf needs Linux ${KERNEL_FLOOR} or newer with BPF enabled)`);
-  return f.netnsCookie ? [] : ['MB_NO_NETNS_COOKIE'];
+  const defines = f.netnsCookie ? [] : ['MB_NO_NETNS_COOKIE'];
+  // VIP resolution learns client pods by netns cookie in sockops, too.
+  if (!f.netnsCookie || !f.vip) defines.push('MB_NO_VIP');
+  return defines;
 }
+
+/** The one line a kernel without the VIP hooks gets at load. */
+export const VIP_MISSING =
+  'this kernel lacks cgroup getpeername hooks with socket storage or netns cookies (Linux 5.15+ has all): service VIPs are not resolved at connect, kube-proxy keeps handling them';

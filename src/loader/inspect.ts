@@ -4,7 +4,7 @@
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { BpfError } from '../errors.js';
 import { AttachType, closeFd, linkInfo, mapInfo, MAP_TYPE_NAMES, objGet, progInfo, progQuery } from '../sys/libbpf.js';
-import { MAP_NAMES, pinPaths, PROG_NAMES, SPLICE_GUARD_LINKS } from '../maps/pinned.js';
+import { MAP_NAMES, pinPaths, PROG_NAMES, SPLICE_GUARD_LINKS, VIP_PROGS } from '../maps/pinned.js';
 import { cachedCgroupPathById } from './preflight.js';
 
 export interface Inspection {
@@ -48,7 +48,8 @@ export function inspect(pinDir: string): Inspection {
   const boot = bootTimeMs();
   for (const name of PROG_NAMES) {
     if (!existsSync(p.prog(name))) {
-      out.problems.push(`program ${name} is not pinned`);
+      // A kernel without getpeername hooks loads without them (no VIP resolution).
+      if (!VIP_PROGS.includes(name)) out.problems.push(`program ${name} is not pinned`);
       continue;
     }
     const fd = objGet(p.prog(name), true);

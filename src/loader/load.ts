@@ -30,9 +30,9 @@ import {
   type ObjHandle,
   type ProgHandle,
 } from '../sys/libbpf.js';
-import { CGROUP_LINKS, DEFAULT_PIN_DIR, MAP_NAMES, PINNED_MAPS, pinPaths, PROG_NAMES, SPLICE_GUARD_LINKS } from '../maps/pinned.js';
+import { CGROUP_LINKS, DEFAULT_PIN_DIR, MAP_NAMES, PINNED_MAPS, pinPaths, PROG_NAMES, SPLICE_GUARD_LINKS, VIP_PROGS } from '../maps/pinned.js';
 import { compileAll } from './compile.js';
-import { probeFeatures, requireFeatures } from './features.js';
+import { probeFeatures, requireFeatures, VIP_MISSING } from './features.js';
 import { checkPrivileges, chooseCgroup, ensureBpffs, type CgroupChoice } from './preflight.js';
 import { BpfError, UserError, VerifierError } from '../errors.js';
 import { CleanupStack } from '../cleanup.js';
@@ -53,7 +53,7 @@ export interface LoadOptions extends MapSizes {
   /** recompile even if objects are fresh */
   forceCompile?: boolean;
   /** build as if these features were missing (tests of the degraded builds) */
-  assumeMissing?: Array<'netnsCookie'>;
+  assumeMissing?: Array<'netnsCookie' | 'vip'>;
 }
 
 export interface LoadResult {
@@ -109,6 +109,11 @@ export function load(opts: LoadOptions = {}): LoadResult {
   if (defines.includes('MB_NO_NETNS_COOKIE')) {
     log.warn('this kernel has no bpf_get_netns_cookie for sockops/sk_msg (Linux < 5.15): loopback connections will not be accelerated');
   }
+  const vip = !defines.includes('MB_NO_VIP');
+  if (!vip) log.warn(VIP_MISSING);
+  // The degraded build has no getpeername programs: no links or pins for them.
+  const progNames = PROG_NAMES.filter((n) => vip || !VIP_PROGS.includes(n));
+  const cgroupLinks = CGROUP_LINKS.filter((l) => vip || !VIP_PROGS.includes(l.prog));
   const objects = compileAll({ defines, ...(opts.forceCompile ? { force: true } : {}) });
 
   const p = pinPaths(pinDir);
@@ -206,7 +211,12 @@ export function load(opts: LoadOptions = {}): LoadResult {
     // cgroup BPF users keep working); existing links are updated atomically.
     // Connect hooks first: sockops must never see a socket they missed.
     let linkId = 0;
-    for (const l of CGROUP_LINKS) linkId = attachCgroupLink(p.link(l.link), findProg(l.prog), cgroup, undo);
+    for (const l of cgroupLinks) linkId = attachCgroupLink(p.link(l.link), findProg(l.prog), cgroup, undo);
+    if (!vip) {
+      // A degraded reload over a full load: the old getpeername links would
+      // answer for sockets no longer translated; remove them (after connect is swapped).
+      for (const l of CGROUP_LINKS) if (VIP_PROGS.includes(l.prog)) detachPinnedLink(p.link(l.link));
+    }
 
     // The splice guard: optional, it needs tracing programs the kernel may refuse.
     const spliceGuard = loadSpliceGuard(guardObjs, loadObject, loaded, p, undo);
@@ -215,10 +225,10 @@ export function load(opts: LoadOptions = {}): LoadResult {
     for (const name of PROG_NAMES) {
       const path = p.prog(name);
       if (existsSync(path)) unlinkSync(path);
-      objPin(progFd(name), path);
+      if (progNames.includes(name)) objPin(progFd(name), path);
     }
 
-    const programs = PROG_NAMES.map((name) => {
+    const programs = progNames.map((name) => {
       const i = progInfo(progFd(name));
       return { name, id: i.id, tag: i.tag };
     });
@@ -341,6 +351,21 @@ function loadSpliceGuard(paths: string[], loadObject: (path: string) => void, lo
   return state;
 }
 
+/** Detach and unpin one pinned link; false when there was none. */
+function detachPinnedLink(path: string): boolean {
+  if (!existsSync(path)) return false;
+  const fd = objGet(path);
+  try {
+    linkDetach(fd); // detach now, even if another process holds the link
+  } catch (e) {
+    if (!(e instanceof BpfError) || e.code !== 'ENOLINK' /* already defunct */) throw e;
+  } finally {
+    closeFd(fd);
+  }
+  unlinkSync(path);
+  return true;
+}
+
 function verifierError(path: string, err: unknown, bufs: Map<string, Buffer>, messages: string[]): Error {
   for (const [name, buf] of bufs) {
     const z = buf.indexOf(0);
@@ -372,20 +397,10 @@ export function unload(opts: { pinDir?: string } = {}): UnloadResult {
   if (!existsSync(p.root)) throw new UserError(`nothing to unload: ${pinDir} does not exist`);
   const removed: string[] = [];
 
-  // sockops first, then the connect hooks (the reverse of the attach order).
+  // sockops first, then the connect hooks, then getpeername (the reverse of the attach order).
   for (const l of [...CGROUP_LINKS].reverse()) {
     const path = p.link(l.link);
-    if (!existsSync(path)) continue;
-    const fd = objGet(path);
-    try {
-      linkDetach(fd); // detach now, even if another process holds the link
-    } catch (e) {
-      if (!(e instanceof BpfError) || e.code !== 'ENOLINK' /* already defunct */) throw e;
-    } finally {
-      closeFd(fd);
-    }
-    unlinkSync(path);
-    removed.push(path);
+    if (detachPinnedLink(path)) removed.push(path);
   }
 
   if (existsSync(p.prog('mb_sk_msg')) && existsSync(p.map('mb_sockets'))) {

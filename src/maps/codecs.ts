@@ -15,11 +15,15 @@ export const MB_ENDPOINT_KEY_SIZE = 20;
 export const MB_ENDPOINT_VALUE_SIZE = 16;
 export const MB_POLICY_KEY_SIZE = 20;
 export const MB_POLICY_VALUE_SIZE = 8;
-export const MB_STAT_SLOTS = 32;
+export const MB_STAT_SLOTS = 64;
 export const MB_CONFIG_SIZE = 68;
 export const MB_LEG_VALUE_SIZE = 112;
 export const MB_CFG_PORTS = 8;
 export const MB_EXCLUDE_VALUE_SIZE = 40;
+export const MB_SERVICE_VALUE_SIZE = 16;
+export const MB_BACKEND_KEY_SIZE = 8;
+export const MB_BACKEND_VALUE_SIZE = 20;
+export const MB_NETNS_VALUE_SIZE = 40;
 
 export const u32Host: Codec<number> = {
   size: 4,
@@ -187,6 +191,13 @@ export const STAT_NAMES = [
   'splice_reads',
   'splice_refused',
   'skip_excluded',
+  'vip_translated',
+  'vip_no_local_backend',
+  'vip_skip_proxy',
+  'vip_skip_captured',
+  'vip_skip_source_unknown',
+  'vip_skip_network',
+  'vip_peername_restored',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type Stats = Record<StatName, bigint>;
@@ -316,4 +327,84 @@ export const excludeValue: Codec<ExcludeValue> = {
     const z = raw.indexOf(0);
     return { reason, pid: b.readUInt32LE(o + 4), hits: b.readBigUInt64LE(o + 8), firstNs: b.readBigUInt64LE(o + 16), comm: raw.toString('latin1', 0, z < 0 ? 16 : z) };
   },
+};
+
+// ---- service VIPs: mb_services, mb_backends, mb_netns ----
+export const SVC_BYPASS = 1 << 0;
+
+/** mb_services value (key: VIP:port, the policyKey layout). */
+export interface ServiceValue {
+  id: number;
+  /** local backends in slots 0..count-1 of mb_backends */
+  count: number;
+  bypass: boolean;
+  ruleId: number;
+}
+
+export const serviceValue: Codec<ServiceValue> = {
+  size: MB_SERVICE_VALUE_SIZE,
+  encode(b, o, v) {
+    b.writeUInt32LE(v.id >>> 0, o);
+    b.writeUInt32LE(v.count >>> 0, o + 4);
+    b.writeUInt32LE(v.bypass ? SVC_BYPASS : 0, o + 8);
+    b.writeUInt32LE(v.ruleId >>> 0, o + 12);
+  },
+  decode: (b, o) => ({ id: b.readUInt32LE(o), count: b.readUInt32LE(o + 4), bypass: (b.readUInt32LE(o + 8) & SVC_BYPASS) !== 0, ruleId: b.readUInt32LE(o + 12) }),
+};
+
+export interface BackendKey {
+  serviceId: number;
+  slot: number;
+}
+
+export const backendKey: Codec<BackendKey> = {
+  size: MB_BACKEND_KEY_SIZE,
+  encode(b, o, v) {
+    b.writeUInt32LE(v.serviceId >>> 0, o);
+    b.writeUInt32LE(v.slot >>> 0, o + 4);
+  },
+  decode: (b, o) => ({ serviceId: b.readUInt32LE(o), slot: b.readUInt32LE(o + 4) }),
+};
+
+/** A local endpoint: ip:targetPort (port host order here, network order in the kernel). */
+export interface BackendValue {
+  ip: string;
+  port: number;
+}
+
+export const backendValue: Codec<BackendValue> = {
+  size: MB_BACKEND_VALUE_SIZE,
+  encode(b, o, v) {
+    ip16.encode(b, o, v.ip);
+    portNet.encode(b, o + 16, v.port);
+    b.writeUInt16LE(0, o + 18);
+  },
+  decode: (b, o) => ({ ip: ip16.decode(b, o), port: portNet.decode(b, o + 16) }),
+};
+
+export const NS_PROXY = 1 << 0;
+
+/** mb_netns value: the pod addresses sockops saw in one network namespace. */
+export interface NetnsValue {
+  ip4: string | null;
+  ip6: string | null;
+  /** a proxy uid/gid connected from it: a sidecar pod */
+  proxy: boolean;
+}
+
+const ZERO16 = Buffer.alloc(16);
+
+export const netnsValue: Codec<NetnsValue> = {
+  size: MB_NETNS_VALUE_SIZE,
+  encode(b, o, v) {
+    b.fill(0, o, o + MB_NETNS_VALUE_SIZE);
+    if (v.ip4) ip16.encode(b, o, v.ip4);
+    if (v.ip6) ip16.encode(b, o + 16, v.ip6);
+    b.writeUInt32LE(v.proxy ? NS_PROXY : 0, o + 32);
+  },
+  decode: (b, o) => ({
+    ip4: b.subarray(o, o + 16).equals(ZERO16) ? null : ip16.decode(b, o),
+    ip6: b.subarray(o + 16, o + 32).equals(ZERO16) ? null : ip16.decode(b, o + 16),
+    proxy: (b.readUInt32LE(o + 32) & NS_PROXY) !== 0,
+  }),
 };

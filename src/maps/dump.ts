@@ -45,6 +45,16 @@ export function dumpMap(maps: MeshMaps, name: MapName): DumpEntry[] {
         key: k,
         value: { leg: v.leg, poisoned: v.poisoned, client: strKey(v.client), claim: strKey(v.claim), socketCookie: v.cookie.toString() },
       }));
+    case 'mb_services':
+      return [...maps.services.entries()]
+        .map(([k, v]) => ({ key: k, value: { ...v, verdict: v.bypass ? 'bypass' : 'proxy' } }))
+        .sort((a, b) => a.key.ip.localeCompare(b.key.ip) || a.key.port - b.key.port);
+    case 'mb_backends':
+      return [...maps.backends.entries()]
+        .map(([k, v]) => ({ key: k, value: v }))
+        .sort((a, b) => a.key.serviceId - b.key.serviceId || a.key.slot - b.key.slot);
+    case 'mb_netns':
+      return [...maps.netns.entries()].map(([k, v]) => ({ key: k.toString(), value: v })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 }
 
@@ -96,6 +106,29 @@ export function renderTable(name: MapName, entries: DumpEntry[]): string {
       for (const e of entries) {
         const v = e.value as { leg: string; poisoned: boolean; client: { localIp: string; localPort: number; remoteIp: string; remotePort: number }; claim: { localIp: string; localPort: number; netnsCookie: string } };
         rows.push([`${hostPort(v.client.localIp, v.client.localPort)} -> ${hostPort(v.client.remoteIp, v.client.remotePort)}`, v.leg, `${hostPort(v.claim.localIp, v.claim.localPort)}${v.claim.netnsCookie !== '0' ? ' (in pod)' : ''}`, v.poisoned ? 'ambiguous' : 'ok']);
+      }
+      break;
+    case 'mb_services':
+      rows.push(['VIP', 'SERVICE ID', 'LOCAL BACKENDS', 'VERDICT', 'RULE']);
+      for (const e of entries) {
+        const k = e.key as { ip: string; port: number };
+        const v = e.value as { id: number; count: number; verdict: string; ruleId: number };
+        rows.push([hostPort(k.ip, k.port), String(v.id), String(v.count), v.verdict, String(v.ruleId)]);
+      }
+      break;
+    case 'mb_backends':
+      rows.push(['SERVICE ID', 'SLOT', 'BACKEND']);
+      for (const e of entries) {
+        const k = e.key as { serviceId: number; slot: number };
+        const v = e.value as { ip: string; port: number };
+        rows.push([String(k.serviceId), String(k.slot), hostPort(v.ip, v.port)]);
+      }
+      break;
+    case 'mb_netns':
+      rows.push(['NETNS COOKIE', 'IPV4', 'IPV6', 'SIDECAR PROXY SEEN']);
+      for (const e of entries) {
+        const v = e.value as { ip4: string | null; ip6: string | null; proxy: boolean };
+        rows.push([String(e.key), v.ip4 ?? '-', v.ip6 ?? '-', v.proxy ? 'yes' : 'no']);
       }
       break;
   }

@@ -6,6 +6,14 @@ import { objGet } from '../sys/libbpf.js';
 import { BpfMap, PerCpuCounters } from './map.js';
 import { NotLoadedError } from '../errors.js';
 import {
+  backendKey,
+  backendValue,
+  netnsValue,
+  serviceValue,
+  type BackendKey,
+  type BackendValue,
+  type NetnsValue,
+  type ServiceValue,
   legValue,
   sidecarConfig,
   u32Host,
@@ -28,20 +36,26 @@ import {
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/meshbpf';
 
 /** The maps users read and the sync writes. */
-export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats', 'mb_config', 'mb_sidecar', 'mb_legs'] as const;
+export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats', 'mb_config', 'mb_sidecar', 'mb_legs', 'mb_services', 'mb_backends', 'mb_netns'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 /** Every map meshbpf pins: MAP_NAMES plus internal ones (socket storage) and
  * the splice guard's (bpf/include/splice.h). */
-export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state', 'mb_no_bypass', 'mb_sk_splice'] as const;
+export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state', 'mb_sk_vip', 'mb_no_bypass', 'mb_sk_splice'] as const;
 
-export const PROG_NAMES = ['mb_sockops', 'mb_sk_msg', 'mb_connect4', 'mb_connect6'] as const;
+export const PROG_NAMES = ['mb_sockops', 'mb_sk_msg', 'mb_connect4', 'mb_connect6', 'mb_getpeername4', 'mb_getpeername6'] as const;
+/** Programs a degraded build leaves out (kernels without getpeername hooks: no VIP resolution). */
+export const VIP_PROGS: readonly string[] = ['mb_getpeername4', 'mb_getpeername6'];
 
 /**
  * Programs attached to the cgroup through pinned bpf_links, in attach order:
- * the connect hooks (owner marks) before sockops, so no socket reaches sockops
- * unmarked while sidecar pairing is on; unload detaches in reverse.
+ * getpeername before connect (no translated socket may exist before its VIP
+ * can be answered), the connect hooks (owner marks) before sockops, so no
+ * socket reaches sockops unmarked while sidecar pairing is on; unload detaches
+ * in reverse.
  */
 export const CGROUP_LINKS = [
+  { prog: 'mb_getpeername4', link: 'mb_getpeername4_cgroup' },
+  { prog: 'mb_getpeername6', link: 'mb_getpeername6_cgroup' },
   { prog: 'mb_connect4', link: 'mb_connect4_cgroup' },
   { prog: 'mb_connect6', link: 'mb_connect6_cgroup' },
   { prog: 'mb_sockops', link: 'mb_sockops_cgroup' },
@@ -78,6 +92,12 @@ export interface MeshMaps {
   sidecar: BpfMap<string, number>;
   /** live client claims of captured legs, keyed by the client's address */
   legs: BpfMap<PolicyKey, LegValue>;
+  /** service VIP:port -> id, local backend count, verdict */
+  services: BpfMap<PolicyKey, ServiceValue>;
+  /** {service id, slot} -> local endpoint ip:targetPort */
+  backends: BpfMap<BackendKey, BackendValue>;
+  /** netns cookie -> pod addresses seen there (learned by sockops) */
+  netns: BpfMap<bigint, NetnsValue>;
   close(): void;
 }
 
@@ -106,7 +126,13 @@ export function openMaps(pinDir: string, opts: { readOnly?: boolean } = {}): Mes
     opened.push(sidecar);
     const legs = new BpfMap(objGet(p.map('mb_legs'), ro), policyKey, legValue, 'mb_legs');
     opened.push(legs);
-    return { sockets, endpoints, policy, stats, config, sidecar, legs, close: () => opened.forEach((m) => m.close()) };
+    const services = new BpfMap(objGet(p.map('mb_services'), ro), policyKey, serviceValue, 'mb_services');
+    opened.push(services);
+    const backends = new BpfMap(objGet(p.map('mb_backends'), ro), backendKey, backendValue, 'mb_backends');
+    opened.push(backends);
+    const netns = new BpfMap(objGet(p.map('mb_netns'), ro), u64Host, netnsValue, 'mb_netns');
+    opened.push(netns);
+    return { sockets, endpoints, policy, stats, config, sidecar, legs, services, backends, netns, close: () => opened.forEach((m) => m.close()) };
   } catch (e) {
     opened.forEach((m) => m.close());
     throw e;

@@ -11,8 +11,8 @@
 //
 // This file is the pure half: encoding and diffing, no syscalls (sync.ts
 // applies the plan, in batches where the kernel and map type allow).
-import type { DesiredState } from '../policy/types.js';
-import { endpointKey, endpointValue, policyKey, policyValue, verdictCode, type EndpointValue, type PolicyKey, type PolicyValue } from './codecs.js';
+import type { DesiredState, ServiceEntry } from '../policy/types.js';
+import { backendKey, backendValue, serviceValue, type ServiceValue, endpointKey, endpointValue, policyKey, policyValue, verdictCode, type EndpointValue, type PolicyKey, type PolicyValue } from './codecs.js';
 
 /** Encoded entries read from the kernel: key bytes (latin1 string, exact) -> value bytes. */
 export type RawEntries = Map<string, string>;
@@ -78,11 +78,14 @@ export class PackedEntries {
 export interface EncodedState {
   endpoints: PackedEntries;
   policy: PackedEntries;
+  /** services and backends as applied (ids depend on the kernel's state: set by syncMaps) */
+  services?: ServiceCurrent;
 }
 
 export interface CurrentState {
   endpoints: RawEntries;
   policy: RawEntries;
+  services?: ServiceCurrent;
 }
 
 /** Upserts are positions in the desired PackedEntries; deletes are key bytes. */
@@ -134,7 +137,7 @@ export function asCurrent(e: EncodedState): CurrentState {
     for (const [k, i] of p.index) m.set(k, p.valueAt(i));
     return m;
   };
-  return { endpoints: conv(e.endpoints), policy: conv(e.policy) };
+  return { endpoints: conv(e.endpoints), policy: conv(e.policy), ...(e.services ? { services: { services: new Map(e.services.services), backends: new Map(e.services.backends) } } : {}) };
 }
 
 function isBypass(value: string | undefined): boolean {
@@ -189,3 +192,129 @@ export function planSync(desired: EncodedState, current: CurrentState): { plan: 
   return { plan, counts };
 }
 
+
+// ---- service VIPs: mb_services + mb_backends ----
+//
+// A connect reads a service's {id, count}, picks slot = random % count, then
+// reads mb_backends[{id, slot}]. Every slot below the count a connect can read
+// must hold a backend at every instant (Kmesh #1042: a count written before
+// its backend sends connects to a backend that is not there). So, around the
+// endpoint/policy phases above:
+//
+//   S1 (with policy narrow)  services deleted, or losing BYPASS
+//   S2 (before endpoints)    backend upserts: new slots above the live count
+//                            (invisible until S3), changed slots in place
+//                            (a connect reads the old or the new backend)
+//   S3 (after policy widen)  the other service upserts: new services, count
+//                            changes (growth after S2 wrote the slots; a
+//                            shrink before S4 deletes them), gaining BYPASS
+//   S4 (last)                backend deletes: slots at or above the new count
+//
+// Service ids are stable: an existing VIP:port keeps its id; a new one takes
+// the lowest id that neither the kernel (services or stray backends) nor this
+// plan uses, so a deleted service's backends are never mistaken for a new one's.
+export interface ServiceCurrent {
+  services: RawEntries;
+  backends: RawEntries;
+}
+
+export interface ServicePlan {
+  /** S1..S4: key bytes -> value bytes (upserts) or key bytes (deletes) */
+  narrow: { upserts: Array<[string, string]>; deletes: string[] };
+  backendUpserts: Array<[string, string]>;
+  widen: Array<[string, string]>;
+  backendDeletes: string[];
+  /** what the maps hold once applied (for the next diff) */
+  after: ServiceCurrent;
+}
+
+export interface ServiceCounts {
+  services: { added: number; changed: number; removed: number; unchanged: number };
+  backends: { added: number; changed: number; removed: number; unchanged: number };
+}
+
+function enc<T>(c: { size: number; encode(b: Buffer, o: number, v: T): void }, v: T): string {
+  const b = Buffer.alloc(c.size);
+  c.encode(b, 0, v);
+  return b.toString('latin1');
+}
+
+function decodeService(v: string): ServiceValue {
+  return serviceValue.decode(Buffer.from(v, 'latin1'), 0);
+}
+
+/** Diff desired services against the kernel's. Pure. Two entries for one VIP:port: PROXY wins, else the first. */
+export function planServices(desired: readonly ServiceEntry[], current: ServiceCurrent): { plan: ServicePlan; counts: ServiceCounts } {
+  const counts: ServiceCounts = {
+    services: { added: 0, changed: 0, removed: 0, unchanged: 0 },
+    backends: { added: 0, changed: 0, removed: 0, unchanged: 0 },
+  };
+  const plan: ServicePlan = { narrow: { upserts: [], deletes: [] }, backendUpserts: [], widen: [], backendDeletes: [], after: { services: new Map(), backends: new Map() } };
+
+  const used = new Set<number>();
+  const curId = new Map<string, ServiceValue>();
+  for (const [k, v] of current.services) {
+    const d = decodeService(v);
+    curId.set(k, d);
+    used.add(d.id);
+  }
+  for (const k of current.backends.keys()) used.add(backendKey.decode(Buffer.from(k, 'latin1'), 0).serviceId);
+
+  const want = new Map<string, ServiceEntry>();
+  for (const s of desired) {
+    const k = enc(policyKey, { ip: s.vip, port: s.port });
+    const prev = want.get(k);
+    if (!prev || (prev.verdict === 'bypass' && s.verdict === 'proxy')) want.set(k, s);
+  }
+
+  let next = 1; // id 0 is never used: a zeroed value never names a real service
+  const allocate = (): number => {
+    while (used.has(next)) next++;
+    used.add(next);
+    return next;
+  };
+  // Allocation in key order, so identical input gives identical ids.
+  const keys = [...want.keys()].sort();
+  const wantBackends = new Map<string, string>();
+  for (const k of keys) {
+    const s = want.get(k)!;
+    const cur = curId.get(k);
+    const id = cur?.id ?? allocate();
+    const bypass = s.verdict === 'bypass';
+    s.backends.forEach((b, slot) => wantBackends.set(enc(backendKey, { serviceId: id, slot }), enc(backendValue, b)));
+    const v = enc(serviceValue, { id, count: s.backends.length, bypass, ruleId: s.ruleId });
+    plan.after.services.set(k, v);
+    const curV = current.services.get(k);
+    if (curV === v) {
+      counts.services.unchanged++;
+      continue;
+    }
+    if (curV === undefined) counts.services.added++;
+    else counts.services.changed++;
+    // Losing BYPASS narrows: before anything else. The rest waits for its backends.
+    if (cur?.bypass && !bypass) plan.narrow.upserts.push([k, v]);
+    else plan.widen.push([k, v]);
+  }
+  for (const k of current.services.keys()) {
+    if (want.has(k)) continue;
+    counts.services.removed++;
+    plan.narrow.deletes.push(k);
+  }
+  for (const [k, v] of wantBackends) {
+    plan.after.backends.set(k, v);
+    const cur = current.backends.get(k);
+    if (cur === v) {
+      counts.backends.unchanged++;
+      continue;
+    }
+    if (cur === undefined) counts.backends.added++;
+    else counts.backends.changed++;
+    plan.backendUpserts.push([k, v]);
+  }
+  for (const k of current.backends.keys()) {
+    if (wantBackends.has(k)) continue;
+    counts.backends.removed++;
+    plan.backendDeletes.push(k);
+  }
+  return { plan, counts };
+}

@@ -1,13 +1,27 @@
 // Apply a sync plan (plan.ts) to the kernel maps, in the safe order described
-// there: policy removals and narrowing verdicts, endpoint upserts, endpoint
-// deletes, widening verdicts. Every syscall goes through BpfMap. syncMaps is
-// all or nothing: a plan that cannot fit a map's max_entries is refused before
-// any syscall, and a syscall that fails half-way is rolled back to the state
-// read before.
+// there: policy removals and narrowing verdicts, narrowing services, backend
+// upserts, endpoint upserts, endpoint deletes, widening verdicts, the other
+// service upserts, backend deletes. Every syscall goes through BpfMap.
+// syncMaps is all or nothing: a plan that cannot fit a map's max_entries is
+// refused before any syscall, and a syscall that fails half-way is rolled back
+// to the state read before.
 import type { DesiredState } from '../policy/types.js';
-import type { EndpointValue, PolicyKey, PolicyValue } from './codecs.js';
+import type { BackendKey, BackendValue, EndpointValue, PolicyKey, PolicyValue, ServiceValue } from './codecs.js';
 import type { BpfMap } from './map.js';
-import { encodeDesired, PackedEntries, planSync, type CurrentState, type EncodedState, type RawEntries, type SyncCounts, type SyncPlan } from './plan.js';
+import {
+  encodeDesired,
+  PackedEntries,
+  planServices,
+  planSync,
+  type CurrentState,
+  type EncodedState,
+  type RawEntries,
+  type ServiceCounts,
+  type ServiceCurrent,
+  type ServicePlan,
+  type SyncCounts,
+  type SyncPlan,
+} from './plan.js';
 import { SyncError } from '../errors.js';
 
 export { SyncError };
@@ -22,6 +36,9 @@ export function readRaw<K, V>(m: BpfMap<K, V>): RawEntries {
 export interface SyncTargets {
   endpoints: BpfMap<string, EndpointValue>;
   policy: BpfMap<PolicyKey, PolicyValue>;
+  /** absent: service VIPs are not synced (callers that predate them) */
+  services?: BpfMap<PolicyKey, ServiceValue>;
+  backends?: BpfMap<BackendKey, BackendValue>;
 }
 
 /** Name the map, the count and the capacity in a failed write. */
@@ -61,8 +78,25 @@ function applyDeletes<K, V>(m: BpfMap<K, V>, keys: string[]): void {
   named(m, 'deleting', keys.length, () => void m.deleteRaw(keys.map((k) => Buffer.from(k, 'latin1'))));
 }
 
+function applyPairs<K, V>(m: BpfMap<K, V> | undefined, pairs: Array<[string, string]>): void {
+  if (!m || pairs.length === 0) return;
+  named(m, 'writing', pairs.length, () => writePairs(m, pairs));
+}
+
+function writePairs<K, V>(m: BpfMap<K, V>, pairs: Array<[string, string]>): void {
+  const ks = m.keyCodec.size;
+  const vs = pairs[0]![1].length;
+  const keys = Buffer.allocUnsafe(ks * pairs.length);
+  const values = Buffer.allocUnsafe(vs * pairs.length);
+  pairs.forEach(([k, v], i) => {
+    keys.write(k, i * ks, 'latin1');
+    values.write(v, i * vs, 'latin1');
+  });
+  m.updatePacked(keys, values, pairs.length);
+}
+
 /** Apply a plan in the safe order described at the top of plan.ts. Returns ms spent per map. */
-export function applySync(t: SyncTargets, desired: EncodedState, plan: SyncPlan): { policyMs: number; endpointsMs: number } {
+export function applySync(t: SyncTargets, desired: EncodedState, plan: SyncPlan, svc?: ServicePlan): { policyMs: number; endpointsMs: number; servicesMs: number } {
   const t0 = performance.now();
   // Removals first (BYPASS removals narrow; PROXY removals only turn "proxy"
   // into "unknown", both the normal path), so the map's peak is its final size.
@@ -70,16 +104,27 @@ export function applySync(t: SyncTargets, desired: EncodedState, plan: SyncPlan)
   applyDeletes(t.policy, plan.policyWiden.deletes);
   applyUpserts(t.policy, desired.policy, plan.policyNarrow.upserts);
   const t1 = performance.now();
+  if (svc && t.services && t.backends) {
+    applyPairs(t.services, svc.narrow.upserts);
+    if (svc.narrow.deletes.length) applyDeletes(t.services, svc.narrow.deletes);
+    applyPairs(t.backends, svc.backendUpserts);
+  }
+  const t2 = performance.now();
   applyUpserts(t.endpoints, desired.endpoints, plan.endpointUpserts);
   applyDeletes(t.endpoints, plan.endpointDeletes);
-  const t2 = performance.now();
-  applyUpserts(t.policy, desired.policy, plan.policyWiden.upserts);
   const t3 = performance.now();
-  return { policyMs: t1 - t0 + (t3 - t2), endpointsMs: t2 - t1 };
+  applyUpserts(t.policy, desired.policy, plan.policyWiden.upserts);
+  const t4 = performance.now();
+  if (svc && t.services && t.backends) {
+    applyPairs(t.services, svc.widen);
+    applyDeletes(t.backends, svc.backendDeletes);
+  }
+  const t5 = performance.now();
+  return { policyMs: t1 - t0 + (t4 - t3), endpointsMs: t3 - t2, servicesMs: t2 - t1 + (t5 - t4) };
 }
 
 export interface SyncResult {
-  counts: SyncCounts;
+  counts: SyncCounts & Partial<ServiceCounts>;
   ms: { read: number; plan: number; apply: number; total: number; applyPolicy: number; applyEndpoints: number };
 }
 
@@ -127,23 +172,41 @@ export function checkCapacity(t: SyncTargets, desired: EncodedState, current: Cu
 export function syncMaps(t: SyncTargets, desired: DesiredState, current?: CurrentState, encoded?: EncodedState): SyncResult & { applied: EncodedState } {
   const t0 = performance.now();
   const cur = current ?? { endpoints: readRaw(t.endpoints), policy: readRaw(t.policy) };
+  const svcCur = t.services && t.backends ? cur.services ?? { services: readRaw(t.services), backends: readRaw(t.backends) } : undefined;
   const t1 = performance.now();
   const enc = encoded ?? encodeDesired(desired);
   const { plan, counts } = planSync(enc, cur);
   checkCapacity(t, enc, cur, counts);
+  const svc = svcCur ? planServices(desired.services ?? [], svcCur) : undefined;
+  if (svc && t.services && t.backends) {
+    for (const [m, size, flag] of [
+      [t.services, svc.plan.after.services.size, 'the services map'],
+      [t.backends, svc.plan.after.backends.size + svc.plan.backendDeletes.length, 'the backends map'],
+    ] as const) {
+      if (size > m.info.maxEntries) throw new SyncError(`${m.label}: the sync needs ${size} entries at its peak, ${flag} holds ${m.info.maxEntries}; nothing was changed`, 'unchanged', m.label);
+    }
+  }
+  if (svc) enc.services = svc.plan.after;
   const t2 = performance.now();
   let per: { policyMs: number; endpointsMs: number };
   try {
-    per = applySync(t, enc, plan);
+    per = applySync(t, enc, plan, svc?.plan);
   } catch (e) {
-    throw rollback(t, cur, e as Error);
+    throw rollback(t, cur, e as Error, svcCur);
   }
   const t3 = performance.now();
-  return { counts, applied: enc, ms: { read: t1 - t0, plan: t2 - t1, apply: t3 - t2, total: t3 - t0, applyPolicy: per.policyMs, applyEndpoints: per.endpointsMs } };
+  return { counts: { ...counts, ...(svc ? svc.counts : {}) }, applied: enc, ms: { read: t1 - t0, plan: t2 - t1, apply: t3 - t2, total: t3 - t0, applyPolicy: per.policyMs, applyEndpoints: per.endpointsMs } };
+}
+
+/** Put one map's raw entries back as they were (removals, then writes). */
+function restoreRaw<K, V>(m: BpfMap<K, V>, prev: RawEntries): void {
+  const now = readRaw(m);
+  applyDeletes(m, [...now.keys()].filter((k) => !prev.has(k)));
+  applyPairs(m, [...prev].filter(([k, v]) => now.get(k) !== v));
 }
 
 /** Put the maps back to `prev` after a failed apply; the error to throw says whether that worked. */
-function rollback(t: SyncTargets, prev: CurrentState, cause: Error): SyncError {
+function rollback(t: SyncTargets, prev: CurrentState, cause: Error, prevServices?: ServiceCurrent): SyncError {
   const map = /mb_\w+/.exec(cause.message)?.[0];
   try {
     const target: EncodedState = {
@@ -152,6 +215,10 @@ function rollback(t: SyncTargets, prev: CurrentState, cause: Error): SyncError {
     };
     const now = { endpoints: readRaw(t.endpoints), policy: readRaw(t.policy) };
     applySync(t, target, planSync(target, now).plan);
+    if (prevServices && t.services && t.backends) {
+      restoreRaw(t.backends, prevServices.backends); // backends first: a restored count never points past them
+      restoreRaw(t.services, prevServices.services);
+    }
     return new SyncError(`sync failed and was rolled back (the maps hold the previous state): ${cause.message}`, 'rolled back', map);
   } catch (e2) {
     return new SyncError(`sync failed: ${cause.message}; the rollback failed too (${(e2 as Error).message}): the maps are mixed, the next sync repairs them`, 'mixed', map);

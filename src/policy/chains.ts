@@ -9,6 +9,8 @@ import { arr, num, obj, path, str, type Problems } from './json.js';
 import { classifyFilter } from './filters.js';
 import { BLACKHOLE, type CompileContext, type Member, type Ranges } from './model.js';
 import type { Emitter } from './emit.js';
+import type { ServiceCollector } from './services.js';
+import type { Addr } from './model.js';
 
 /** Istio inbound-vip|PORT|PROTO|host and outbound|PORT|SUBSET|host: PROTO names an HTTP family. */
 const HTTP_PORT_NAMES = /^(http|http2|https?-.*|http2-.*|grpc|grpc-web|grpc-.*)$/;
@@ -135,7 +137,7 @@ function parseChain(problems: Problems, lname: string, raw: Json | undefined, i:
 }
 
 /** One listener: classify its chains, group them, decide each chain's verdict and hand it to the emitter. */
-export function compileListener(ctx: CompileContext, emit: Emitter, lname: string, l: JsonObject): void {
+export function compileListener(ctx: CompileContext, emit: Emitter, lname: string, l: JsonObject, services?: ServiceCollector): void {
   const { problems } = ctx;
   const inbound = lname === 'virtualInbound' || str(l['traffic_direction']) === 'INBOUND';
   const origDst =
@@ -148,6 +150,28 @@ export function compileListener(ctx: CompileContext, emit: Emitter, lname: strin
   const lip = tryParseIp(str(sa?.['address']) ?? '');
   const lipSpecific = lip && !lip.bytes.equals(UNSPEC4) && !lip.bytes.equals(UNSPEC6) ? lip : undefined;
   const lhead = `listener ${lname}${inbound ? ' (inbound)' : ''}`;
+  // Service VIPs: an outbound listener on a specific address (and its other family in additional_addresses).
+  const svc = services && !inbound && !origDst && lport !== undefined && lport > 0 ? services : undefined;
+  const listenerVips: Addr[] = [];
+  if (svc && lipSpecific) {
+    const texts = [formatIp(lipSpecific.bytes), ...arr(l['additional_addresses']).map((a) => str(path(a, 'address', 'socket_address', 'address')) ?? '')];
+    for (const t of texts) {
+      const a = t ? svc.vip(t, `listener ${lname}`) : undefined;
+      if (a && !listenerVips.includes(a)) listenerVips.push(a);
+    }
+  }
+  /** The VIPs and port a chain serves: the listener's own, or (0.0.0.0_PORT) its host prefix_ranges. */
+  const chainVips = (m: Member): { vips: Addr[]; port: number } | undefined => {
+    if (!svc || lport === undefined) return undefined;
+    if (lipSpecific) return listenerVips.length && (m.dport === undefined || m.dport === lport) ? { vips: listenerVips, port: lport } : undefined;
+    const vips: Addr[] = [];
+    for (const r of m.ranges.list) {
+      if (r.prefixLen !== 128) continue;
+      const a = svc.vip(formatIp(r.bytes), `listener ${lname} chain ${m.name}`);
+      if (a) vips.push(a);
+    }
+    return vips.length ? { vips, port: m.dport ?? lport } : undefined;
+  };
 
   const fcs = l['filter_chains'];
   if (fcs !== undefined && !Array.isArray(fcs)) problems.add(`listener ${lname}: filter_chains must be a list`);
@@ -163,7 +187,11 @@ export function compileListener(ctx: CompileContext, emit: Emitter, lname: strin
     // every chain it can reach is PROXY-leaning, never BYPASS.
     const why = `listener ${lname} selects chains with filter_chain_matcher (not evaluated) => proxy, never bypass`;
     ctx.notes.push(`${why}: ${members.length + (def ? 1 : 0)} chain(s), only clusters they name get entries`);
-    for (const m of def ? [...members, def] : members) emit.member(lhead, m, 'proxy', why, {});
+    for (const m of def ? [...members, def] : members) {
+      emit.member(lhead, m, 'proxy', why, {});
+      const cv = chainVips(m);
+      if (cv) svc!.member(lhead, m, cv.vips, cv.port, 'proxy', why);
+    }
     return;
   }
 
@@ -209,6 +237,8 @@ export function compileListener(ctx: CompileContext, emit: Emitter, lname: strin
         const extra = m.harmless.length ? `; harmless: ${m.harmless.join(', ')}` : '';
         why = `plain tcp_proxy, no authorization filter${extra} => bypass`;
       }
+      const cv = chainVips(m);
+      if (cv) svc!.member(lhead, m, cv.vips, cv.port, verdict, why);
       const rdsPort = m.dport ?? (!origDst && lport !== undefined && lport > 0 ? lport : undefined);
       emit.member(lhead, m, verdict, why, {
         ...(inbound ? { inbound: { port, ranges: m.ranges, lip: lipSpecific?.bytes } } : {}),

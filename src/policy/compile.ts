@@ -21,6 +21,9 @@
 //   Catch-all/ORIGINAL_DST/BlackHole clusters name no endpoints (BlackHole on a
 //   per-port inbound chain is a deny => PROXY).
 // - Foreign-network addresses: networkId != 0, local=false, no verdicts.
+// - Service VIPs (services.ts): an outbound listener's specific address (or a
+//   host prefix_range of a 0.0.0.0_PORT listener's chain) with the chain's
+//   verdict and its clusters' LOCAL EDS targets; never an endpoint address.
 import type { Json, XdsSnapshot } from '../xds/types.js';
 import type { Locality } from './types.js';
 import { obj, Problems } from './json.js';
@@ -29,6 +32,7 @@ import { EndpointIndex } from './endpoints.js';
 import { compileListener } from './chains.js';
 import { Emitter } from './emit.js';
 import { buildOutput } from './output.js';
+import { ServiceCollector } from './services.js';
 import type { CompileContext, CompiledState } from './model.js';
 import { isWdsSnapshot } from '../xds/types.js';
 import { compileWds } from './wds.js';
@@ -43,11 +47,13 @@ function run(snapshot: XdsSnapshot, locality: Locality): { state: CompiledState;
   const book = new AddressBook(locality);
   const index = new EndpointIndex(ctx, book);
   const emit = new Emitter(ctx, index);
+  const services = new ServiceCollector(book, index);
   for (const n of [...snapshot.listeners.keys()].sort()) {
     const l = snapshot.listeners.get(n);
-    if (l) compileListener(ctx, emit, n, l);
+    if (l) compileListener(ctx, emit, n, l, services);
   }
-  return { state: buildOutput(ctx, book), problems: ctx.problems.list };
+  ctx.notes.push(...services.notes);
+  return { state: buildOutput(ctx, book, services), problems: ctx.problems.list };
 }
 
 /**

@@ -5,6 +5,7 @@
 import { cidrContains, formatIp, parseIp, parsePort, type Ip } from '../net/ip.js';
 import type { DesiredState, EndpointEntry, PolicyEntry } from './types.js';
 import type { CompiledState } from './compile.js';
+import type { StatName } from '../maps/codecs.js';
 
 export interface EndpointMatch {
   ip: string;
@@ -156,4 +157,43 @@ export function explain(
     reasons.push(out.shortCircuit ? 'short-circuit: both ends local on one network and the destination is bypass' : `normal path: ${why.join('; ')}`);
   }
   return out;
+}
+
+// ---- service VIPs: the connect-time rule of bpf/connect.c (mb_vip_pick) ----
+
+/** What the connect hook knows when a socket connects to a VIP:port. */
+export interface VipFacts {
+  /** the mb_services entry, undefined when VIP:port is not a service */
+  service: { bypass: boolean; count: number } | undefined;
+  /** the client pod: undefined when its netns has no learned address (the kernel's view), or no --from given */
+  src: (EndFacts & { captured: boolean }) | undefined;
+  /** the backend the random slot picked: its mb_endpoints entry and mb_policy verdict */
+  backend: { end: EndFacts | undefined; verdict: 'bypass' | 'proxy' | 'none' | undefined } | undefined;
+}
+
+/** Why a connect is (or is not) resolved, in the kernel's order; each maps to an mb_stats counter. */
+export type VipOutcome = 'not_a_service' | 'proxy' | 'no_local_backend' | 'source_unknown' | 'captured' | 'network' | 'translated';
+
+export const VIP_OUTCOME_STAT: Record<Exclude<VipOutcome, 'not_a_service'>, StatName> = {
+  proxy: 'vip_skip_proxy',
+  no_local_backend: 'vip_no_local_backend',
+  source_unknown: 'vip_skip_source_unknown',
+  captured: 'vip_skip_captured',
+  network: 'vip_skip_network',
+  translated: 'vip_translated',
+};
+
+/** The connect rule in TypeScript, the one copy (bpf/connect.c checks in this order). */
+export function vipOutcome(f: VipFacts): VipOutcome {
+  if (!f.service) return 'not_a_service';
+  if (!f.service.bypass) return 'proxy';
+  if (f.service.count === 0) return 'no_local_backend';
+  if (!f.src) return 'source_unknown';
+  if (f.src.captured) return 'captured';
+  if (!f.src.local) return 'network';
+  if (!f.backend) return 'no_local_backend';
+  const b = f.backend.end;
+  if (!b?.local || b.networkId !== f.src.networkId) return 'network';
+  if (f.backend.verdict !== 'bypass') return 'proxy';
+  return 'translated';
 }

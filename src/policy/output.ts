@@ -1,11 +1,12 @@
 // Output: the address records and their verdict slots as the sorted,
 // deterministic DesiredState (endpoints with pod CIDRs in address order,
 // policies, rule ids by reason text, network and workload tables).
-import type { EndpointEntry, PolicyEntry, RuleInfo } from './types.js';
+import type { EndpointEntry, PolicyEntry, RuleInfo, ServiceEntry } from './types.js';
 import type { AddressBook } from './addresses.js';
+import type { ServiceCollector } from './services.js';
 import { cmpAddr, type Addr, type CompileContext, type CompiledState, type VerdictSlot } from './model.js';
 
-export function buildOutput(ctx: CompileContext, book: AddressBook): CompiledState {
+export function buildOutput(ctx: CompileContext, book: AddressBook, services?: ServiceCollector): CompiledState {
   const foreign = new Set<string>();
   const workloadSet = new Set<string>();
   for (const a of book.list) {
@@ -59,10 +60,12 @@ export function buildOutput(ctx: CompileContext, book: AddressBook): CompiledSta
     if (a.slots.length > 1) a.slots.sort((x, y) => x.port - y.port);
     for (const x of a.slots) slots.push(x);
   }
-  const ruleKeys = [...new Set(slots.map((s) => s.key))].sort();
+  const svcList = services?.list() ?? [];
+  const ruleKeys = [...new Set([...slots.map((s) => s.key), ...svcList.map((s) => s.key)])].sort();
   const ruleId = new Map(ruleKeys.map((k, i) => [k, i] as const));
   const rules: RuleInfo[] = ruleKeys.map((k, i) => ({ id: i, reasons: k.split('\n') }));
   const policies: PolicyEntry[] = slots.map((s) => ({ ip: s.addr.text, port: s.port, verdict: s.verdict, ruleId: ruleId.get(s.key) ?? 0 }));
+  const svcEntries: ServiceEntry[] = svcList.map((s) => ({ ...s.entry, ruleId: ruleId.get(s.key) ?? 0 }));
 
   ctx.skipped.sort((a, b) => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
   return {
@@ -71,6 +74,7 @@ export function buildOutput(ctx: CompileContext, book: AddressBook): CompiledSta
     rules,
     networks,
     workloads,
+    ...(services ? { services: svcEntries } : {}),
     skipped: ctx.skipped,
     notes: [...new Set(ctx.notes)].sort(),
   };

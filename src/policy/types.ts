@@ -23,6 +23,28 @@ export interface PolicyEntry {
   ruleId: number;
 }
 
+/** One local endpoint of a service: where a connect to the VIP may go instead. */
+export interface BackendEntry {
+  ip: string; // canonical, same family as the VIP
+  port: number; // the target port
+}
+
+/**
+ * A service VIP:port as the control plane names it (an outbound listener's
+ * address), with its LOCAL backends on this node's network. Connects to the
+ * VIP are resolved in the kernel only when verdict is bypass and backends is
+ * not empty.
+ */
+export interface ServiceEntry {
+  vip: string; // canonical IP text
+  port: number;
+  verdict: Verdict;
+  /** local backends, sorted (ip, port); empty = kube-proxy handles every connect */
+  backends: BackendEntry[];
+  /** index into DesiredState.rules: why this verdict and these backends */
+  ruleId: number;
+}
+
 export interface RuleInfo {
   id: number;
   /** human-readable reason chain, e.g. ["listener virtualInbound", "chain 0.0.0.0_9080", "filter envoy.filters.network.http_connection_manager => proxy"] */
@@ -42,7 +64,9 @@ export interface DesiredState {
    * maps (issue 12). Nothing here is written by src/maps yet; a backend's
    * verdict is the `policies` entry of its ip:targetPort.
    */
-  services?: ServiceVip[];
+  wdsServices?: ServiceVip[];
+  /** service VIPs resolved at connect (absent = none: the maps are emptied) */
+  services?: ServiceEntry[];
 }
 
 /** One WDS Service (istio.workload.Service), in canonical text. */

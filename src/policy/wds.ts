@@ -22,7 +22,7 @@ import { UNKNOWN_FIELDS } from '../xds/state.js';
 import { ipBytes } from '../xds/validate-wds.js';
 import { formatIp } from '../net/ip.js';
 import { arr, num, obj, str } from './json.js';
-import type { EndpointEntry, Exclusions, Locality, PolicyEntry, RuleInfo, ServiceBackend, ServiceVip, Verdict } from './types.js';
+import type { EndpointEntry, Exclusions, Locality, PolicyEntry, RuleInfo, ServiceBackend, ServiceEntry, ServiceVip, Verdict } from './types.js';
 import type { CompiledState, SkippedEndpoint } from './model.js';
 
 interface IpRec {
@@ -287,8 +287,47 @@ export function compileWds(snap: XdsSnapshot, loc: Locality): { state: CompiledS
     });
 
   skipped.sort((a, b) => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : 0));
+  const vipEntries = serviceEntries(svcOut, policies, rules, loc.network);
   return {
-    state: { endpoints, policies, rules, networks, workloads: wlNames, skipped, notes: [...new Set(notes)].sort(), services: svcOut },
+    state: { endpoints, policies, rules, networks, workloads: wlNames, skipped, notes: [...new Set(notes)].sort(), wdsServices: svcOut, services: vipEntries },
     problems,
   };
+}
+
+/**
+ * WDS Services as service-VIP entries (the maps of bpf/connect.c): one per
+ * VIP:port on this node's network. BYPASS only without a waypoint and when
+ * every local backend's own verdict at its target port is BYPASS (the connect
+ * hook checks the backend's verdict again); otherwise PROXY, and the connect is
+ * left to kube-proxy / ztunnel. A VIP:port named twice: PROXY wins.
+ */
+export function serviceEntries(svcs: readonly ServiceVip[], policies: readonly PolicyEntry[], rules: RuleInfo[], network: string): ServiceEntry[] {
+  const verdictOf = new Map(policies.map((p) => [`${p.ip}|${p.port}`, p.verdict] as const));
+  const byKey = new Map<string, ServiceEntry>();
+  for (const s of svcs) {
+    for (const v of s.vips) {
+      if (v.network !== '' && v.network !== network) continue;
+      const fam = v.ip.includes(':') ? 6 : 4;
+      for (const p of s.ports) {
+        if (p.port <= 0) continue;
+        const backends = s.endpoints
+          .filter((e) => e.local)
+          .flatMap((e) => {
+            const tp = e.ports.find((x) => x.port === p.port)?.targetPort || p.targetPort;
+            return tp > 0 ? e.ips.filter((ip) => (ip.includes(':') ? 6 : 4) === fam).map((ip) => ({ ip, port: tp })) : [];
+          })
+          .sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
+        const allBypass = backends.length > 0 && backends.every((b) => verdictOf.get(`${b.ip}|${b.port}`) === 'bypass');
+        const verdict: Verdict = !s.waypoint && allBypass ? 'bypass' : 'proxy';
+        const why = s.waypoint ? 'the service has a waypoint: L7, PROXY' : allBypass ? 'every local backend is BYPASS at its target port' : backends.length ? 'a local backend is not BYPASS: PROXY' : 'no local backend: kube-proxy / ztunnel handle every connect';
+        const id = rules.length;
+        rules.push({ id, reasons: [`WDS service ${s.name} ${v.ip.includes(':') ? `[${v.ip}]` : v.ip}:${p.port}`, why] });
+        const key = `${v.ip}|${p.port}`;
+        const prev = byKey.get(key);
+        if (prev && (prev.verdict === 'proxy' || verdict === 'proxy')) byKey.set(key, { ...prev, verdict: 'proxy', ruleId: prev.verdict === 'proxy' ? prev.ruleId : id });
+        else if (!prev) byKey.set(key, { vip: v.ip, port: p.port, verdict, backends, ruleId: id });
+      }
+    }
+  }
+  return [...byKey.values()].sort((a, b) => (a.vip < b.vip ? -1 : a.vip > b.vip ? 1 : a.port - b.port));
 }

@@ -259,6 +259,8 @@ export const BPF_EXIST = 2;
 export enum AttachType {
   CGROUP_SOCK_OPS = 3,
   SK_MSG_VERDICT = 7,
+  CGROUP_INET4_CONNECT = 10,
+  CGROUP_INET4_GETPEERNAME = 29,
 }
 
 export enum MapType {
@@ -270,6 +272,7 @@ export enum MapType {
   SOCKMAP = 15,
   SOCKHASH = 18,
   SK_STORAGE = 24,
+  LRU_HASH = 9,
 }
 
 export const MAP_TYPE_NAMES: Record<number, string> = {
@@ -281,6 +284,7 @@ export const MAP_TYPE_NAMES: Record<number, string> = {
   15: 'sockmap',
   18: 'sockhash',
   24: 'sk_storage',
+  9: 'lru_hash',
 };
 
 export function objGet(path: string, readOnly = false): number {
@@ -514,5 +518,5 @@ export function helperInLog(log: string): boolean {
   return log.trim() !== '' && !/invalid func |unknown func |cannot use helper /.test(log);
 }
 
-export const ProgType = { SOCK_OPS: 13, SK_MSG: 16 } as const;
+export const ProgType = { SOCK_OPS: 13, SK_MSG: 16, CGROUP_SOCK_ADDR: 18 } as const;
 export const Helper = { get_netns_cookie: 122, msg_redirect_hash: 71, sock_hash_update: 70, sk_storage_get: 107 } as const;

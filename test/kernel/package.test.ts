@@ -106,7 +106,7 @@ ktest('npm pack ships the JS, every BPF object variant, the BPF sources and the 
   // The build that just ran is what is packed (prepack would rebuild the same).
   const packed = JSON.parse(execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: PROJECT_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as Array<{ filename: string; files: Array<{ path: string }> }>;
   const files = packed[0]!.files.map((f) => f.path);
-  for (const f of ['bin/meshbpf.js', 'dist/src/cli/main.js', 'build/bpf/sockops.o', 'build/bpf/sk_msg.o', 'build/bpf/mb_no_netns_cookie/sockops.o', 'build/bpf/mb_no_netns_cookie/sk_msg.o', 'bpf/sockops.c', 'examples/snapshot.yaml']) {
+  for (const f of ['bin/meshbpf.js', 'dist/src/cli/main.js', 'build/bpf/sockops.o', 'build/bpf/sk_msg.o', 'build/bpf/mb_no_netns_cookie+mb_no_vip/sockops.o', 'build/bpf/mb_no_netns_cookie+mb_no_vip/sk_msg.o', 'bpf/sockops.c', 'examples/snapshot.yaml']) {
     t.true(files.includes(f), `${f} is in the tarball`);
   }
   t.false(files.some((f) => f.startsWith('dist/test/') || f.startsWith('dist/bench/') || f.startsWith('src/')), 'no tests, benchmarks or TypeScript sources');
@@ -117,7 +117,7 @@ ktest('npm pack ships the JS, every BPF object variant, the BPF sources and the 
   writeInstallLock(prefix, tgz);
   execFileSync('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel', 'error'], { cwd: prefix, stdio: ['ignore', 'pipe', 'pipe'] });
   t.true(existsSync(join(prefix, 'node_modules', '.bin', 'meshbpf-k8s')));
-  t.true(existsSync(join(installed, 'build', 'bpf', 'mb_no_netns_cookie', 'sockops.o')));
+  t.true(existsSync(join(installed, 'build', 'bpf', 'mb_no_netns_cookie+mb_no_vip', 'sockops.o')));
   // The grpc-js-xds dependency carries the Envoy protos the xDS code loads.
   t.true(existsSync(join(prefix, 'node_modules', '@grpc', 'grpc-js-xds', 'deps', 'envoy-api', 'envoy', 'service', 'discovery', 'v3', 'ads.proto')));
 

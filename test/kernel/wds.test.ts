@@ -43,9 +43,9 @@ const explainJson = (...args: string[]) => JSON.parse(cli(['policy', 'explain', 
 ktest('sync a WDS list: plain service redirected, waypoint service not, bytes intact; an exclusion turns bypass off', async (t) => {
   const r = sync();
   t.is(r.code, 0, r.stderr);
-  const s = JSON.parse(r.stdout) as { verdicts: { bypass: number; proxy: number }; services: number };
+  const s = JSON.parse(r.stdout) as { verdicts: { bypass: number; proxy: number }; wdsServices: number };
   t.deepEqual(s.verdicts, { bypass: 1, proxy: 1 });
-  t.is(s.services, 2);
+  t.is(s.wdsServices, 2);
 
   const db = { server: 'b', client: 'a', listen: 'TCP4-LISTEN:5432,reuseaddr', connect: 'TCP4:198.18.0.3:5432', port: 5432 };
   let before = stats(topo!.pinDir);

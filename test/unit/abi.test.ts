@@ -34,6 +34,14 @@ interface Abi {
   loopback_v6: number;
   loopback_other: number;
   loopback_pod: number;
+  service_value: number;
+  backend_key: number;
+  backend_value: number;
+  backend_value_port: number;
+  netns_value: number;
+  netns_flags: number;
+  svc_bypass: number;
+  ns_proxy: number;
 }
 
 let abi: Abi;
@@ -91,6 +99,21 @@ test('mb_no_bypass value: size, comm offset and reasons match the header', (t) =
   c.excludeValue.encode(b, 0, { reason: 'splice', pid: 42, hits: 3n, firstNs: 7n, comm: 'haproxy' });
   t.is(b.toString('latin1', abi.exclude_value_comm, abi.exclude_value_comm + 7), 'haproxy');
   t.deepEqual(c.excludeValue.decode(b, 0), { reason: 'splice', pid: 42, hits: 3n, firstNs: 7n, comm: 'haproxy' });
+});
+
+test('service VIP codecs: sizes, the port offset and the flag bits equal the header', (t) => {
+  t.is(c.serviceValue.size, abi.service_value);
+  t.is(c.backendKey.size, abi.backend_key);
+  t.is(c.backendValue.size, abi.backend_value);
+  t.is(c.netnsValue.size, abi.netns_value);
+  t.is(c.SVC_BYPASS, abi.svc_bypass);
+  t.is(c.NS_PROXY, abi.ns_proxy);
+  const b = Buffer.alloc(c.backendValue.size);
+  c.backendValue.encode(b, 0, { ip: '198.18.0.3', port: 8080 });
+  t.is(b.readUInt16BE(abi.backend_value_port), 8080, 'target port, network order, at the C offset');
+  const n = Buffer.alloc(c.netnsValue.size);
+  c.netnsValue.encode(n, 0, { ip4: null, ip6: null, proxy: true });
+  t.is(n.readUInt32LE(abi.netns_flags), c.NS_PROXY);
 });
 
 test('ctx.h byte-order helpers: every port survives the kernel quirks', (t) => {

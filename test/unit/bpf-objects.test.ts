@@ -12,7 +12,7 @@ import { requireFeatures, type Features } from '../../src/loader/features.js';
 import { UserError } from '../../src/errors.js';
 import { BPF_OUT_DIR, BPF_SRC_DIR } from '../../src/paths.js';
 
-const all: Features = { sockops: true, skMsg: true, sockhash: true, lpmTrie: true, netnsCookie: true, skStorage: true };
+const all: Features = { sockops: true, skMsg: true, sockhash: true, lpmTrie: true, netnsCookie: true, skStorage: true, vip: true };
 const hasClang = (() => {
   try {
     execFileSync('sh', ['-c', 'command -v clang'], { stdio: 'ignore' });
@@ -61,7 +61,7 @@ test('every define set the feature probe can ask for is a prebuilt variant', (t)
     }
     asked.add([...d].sort().join('+'));
   }
-  t.true(asked.has('') && asked.has('MB_NO_NETNS_COOKIE'));
+  t.true(asked.has('') && asked.has('MB_NO_NETNS_COOKIE+MB_NO_VIP') && asked.has('MB_NO_VIP'));
   for (const d of asked) t.true(BPF_VARIANTS.some((v) => [...v].sort().join('+') === d), `variant ${d || 'default'} is not prebuilt (add it to BPF_VARIANTS)`);
 });
 
@@ -85,8 +85,8 @@ test('after the build every variant loads from its prebuilt objects with no clan
 test('a changed header without clang: one clear line, not a load of stale objects', (t) => {
   const { srcDir, outDir } = copyTree('stale');
   appendFileSync(join(srcDir, 'include', 'meshbpf.h'), '\n/* changed */\n');
-  const e = t.throws(() => withoutClang(() => compileAll({ srcDir, outDir, defines: ['MB_NO_NETNS_COOKIE'] })), { instanceOf: UserError });
-  t.regex(e!.message, /^BPF object .*mb_no_netns_cookie\/sockops\.o is built from other sources than .* and clang is not installed: /);
+  const e = t.throws(() => withoutClang(() => compileAll({ srcDir, outDir, defines: ['MB_NO_NETNS_COOKIE', 'MB_NO_VIP'] })), { instanceOf: UserError });
+  t.regex(e!.message, /^BPF object .*mb_no_netns_cookie\+mb_no_vip\/sockops\.o is built from other sources than .* and clang is not installed: /);
   t.false(e!.message.includes('\n'));
 });
 

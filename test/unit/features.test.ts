@@ -7,11 +7,15 @@ import { helperInLog } from '../../src/sys/libbpf.js';
 import { PROJECT_ROOT } from '../../src/paths.js';
 import { UserError } from '../../src/errors.js';
 
-const all: Features = { sockops: true, skMsg: true, sockhash: true, lpmTrie: true, skStorage: true, netnsCookie: true };
+const all: Features = { sockops: true, skMsg: true, sockhash: true, lpmTrie: true, skStorage: true, netnsCookie: true, vip: true };
 
 test('everything present: the full build; no netns cookie: the degraded build', (t) => {
   t.deepEqual(requireFeatures(all), []);
-  t.deepEqual(requireFeatures({ ...all, netnsCookie: false }), ['MB_NO_NETNS_COOKIE']);
+  t.deepEqual(requireFeatures({ ...all, netnsCookie: false }), ['MB_NO_NETNS_COOKIE', 'MB_NO_VIP']);
+});
+
+test('no getpeername hooks: the build without VIP resolution, the rest unchanged', (t) => {
+  t.deepEqual(requireFeatures({ ...all, vip: false }), ['MB_NO_VIP']);
 });
 
 test('no socket storage from sk_msg stops the load, naming it', (t) => {

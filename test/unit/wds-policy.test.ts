@@ -95,8 +95,8 @@ test('ztunnel config dump (istioctl testdata): every endpoint entry and verdict,
   t.true(s.notes.some((n) => n.includes('ratings-v1-6484c4d9bb-mdxm5') && n.includes('on network "network1"')));
 
   // services pass through for the service-VIP maps
-  t.is(s.services?.length, 19);
-  const httpbin = s.services?.find((x) => x.name === 'default/httpbin.default.svc.cluster.local');
+  t.is(s.wdsServices?.length, 19);
+  const httpbin = s.wdsServices?.find((x) => x.name === 'default/httpbin.default.svc.cluster.local');
   t.deepEqual(httpbin, {
     name: 'default/httpbin.default.svc.cluster.local',
     namespace: 'default',
@@ -106,10 +106,10 @@ test('ztunnel config dump (istioctl testdata): every endpoint entry and verdict,
     waypoint: false,
     endpoints: [{ workload: 'default/httpbin-7447985f87-t8hv7', uid: 'Kubernetes//Pod/default/httpbin-7447985f87-t8hv7', ips: ['10.244.1.40'], network: '', local: false, ports: [{ port: 8000, targetPort: 80 }] }],
   });
-  const istiod = s.services?.find((x) => x.name === 'istio-system/istiod.istio-system.svc.cluster.local');
+  const istiod = s.wdsServices?.find((x) => x.name === 'istio-system/istiod.istio-system.svc.cluster.local');
   t.deepEqual(istiod?.ports.map((p) => `${p.port}->${p.targetPort}`), ['443->15017', '15010->15010', '15012->15012', '15014->15014']);
-  t.deepEqual(s.services?.find((x) => x.name === 'kube-system/kubernetes.default.svc.cluster.local')?.endpoints ?? [], []);
-  const reviews = s.services?.find((x) => x.name === 'bookinfo/reviews.bookinfo.svc.cluster.local');
+  t.deepEqual(s.wdsServices?.find((x) => x.name === 'kube-system/kubernetes.default.svc.cluster.local')?.endpoints ?? [], []);
+  const reviews = s.wdsServices?.find((x) => x.name === 'bookinfo/reviews.bookinfo.svc.cluster.local');
   t.deepEqual(reviews?.endpoints.map((e) => `${e.workload}@${e.network}`), ['bookinfo/reviews-v1-5b5d6494f4-qwjv4@', 'bookinfo/reviews-v2-5b667bcbf8-q5pn2@', 'bookinfo/reviews-v3-5b9bd44f4-7fff4@network3']);
 });
 
@@ -154,10 +154,27 @@ test('a local dual-stack workload behind a plain service: bypass on both address
   const s = compile(snap([workload(base()), svc()]), NODE);
   t.deepEqual(verdicts(s), { '198.18.1.1:8080': 'bypass', 'fd00::1:1:8080': 'bypass' });
   t.deepEqual(entries(s), { '198.18.1.1/32': 'local mesh net0 ns1/a', 'fd00::1:1/128': 'local mesh net0 ns1/a' });
-  t.deepEqual(s.services?.[0]?.vips, [{ network: '', ip: '198.19.0.10' }, { network: '', ip: 'fd00::10' }]);
-  t.deepEqual(s.services?.[0]?.ports, [{ port: 80, targetPort: 8080, appProtocol: 'HTTP11' }]);
-  t.deepEqual(s.services?.[0]?.endpoints[0]?.ports, [{ port: 80, targetPort: 8080 }]);
-  t.true(s.services?.[0]?.endpoints[0]?.local);
+  t.deepEqual(s.wdsServices?.[0]?.vips, [{ network: '', ip: '198.19.0.10' }, { network: '', ip: 'fd00::10' }]);
+  t.deepEqual(s.wdsServices?.[0]?.ports, [{ port: 80, targetPort: 8080, appProtocol: 'HTTP11' }]);
+  t.deepEqual(s.wdsServices?.[0]?.endpoints[0]?.ports, [{ port: 80, targetPort: 8080 }]);
+  t.true(s.wdsServices?.[0]?.endpoints[0]?.local);
+  // and as service VIPs for the connect hook: each VIP family to the backends of its family
+  t.deepEqual(
+    s.services?.map((e) => `${e.vip}:${e.port} ${e.verdict} ${e.backends.map((b) => `${b.ip}:${b.port}`).join(',')}`),
+    ['198.19.0.10:80 bypass 198.18.1.1:8080', 'fd00::10:80 bypass fd00::1:1:8080'],
+  );
+});
+
+test('WDS service VIPs: a waypoint or a backend that is not BYPASS makes the VIP PROXY; no local backend leaves the connect alone', (t) => {
+  const wp = compile(snap([workload(base()), svc({ waypoint: '198.18.9.9' })]), NODE);
+  t.true(wp.services?.every((e) => e.verdict === 'proxy'));
+  const remote = compile(snap([workload({ ...base(), node: 'node-b' }), svc()]), NODE);
+  t.deepEqual(remote.services?.map((e) => [e.verdict, e.backends.length]), [
+    ['proxy', 0],
+    ['proxy', 0],
+  ]);
+  const authz = compile(snap([workload(base()), svc(), authorization({ name: 'p', namespace: 'ns1', scope: 'NAMESPACE' })]), NODE);
+  t.true(authz.services?.every((e) => e.verdict === 'proxy'), 'the backend is PROXY (an Authorization selects it), so the VIP is too');
 });
 
 test('each reason for PROXY, on its own', (t) => {

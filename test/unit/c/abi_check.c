@@ -41,6 +41,10 @@ int main(void)
 	       MB_STAT_MAX, MB_STAT_SLOTS, MB_EP_LOCAL, MB_EP_MESH, MB_VERDICT_BYPASS, MB_VERDICT_PROXY);
 	printf("\"exclude_value\":%zu,\"exclude_value_comm\":%zu,\"exclude_operator\":%d,\"exclude_splice\":%d,",
 	       sizeof(struct mb_exclude_value), offsetof(struct mb_exclude_value, comm), MB_EXCLUDE_OPERATOR, MB_EXCLUDE_SPLICE);
+	printf("\"service_value\":%zu,\"backend_key\":%zu,\"backend_value\":%zu,\"backend_value_port\":%zu,\"netns_value\":%zu,\"netns_flags\":%zu,\"svc_bypass\":%u,\"ns_proxy\":%u,",
+	       sizeof(struct mb_service_value), sizeof(struct mb_backend_key), sizeof(struct mb_backend_value),
+	       offsetof(struct mb_backend_value, port), sizeof(struct mb_netns_value), offsetof(struct mb_netns_value, flags),
+	       MB_SVC_BYPASS, MB_NS_PROXY);
 	printf("\"ports_ok\":%s,\"v4_mapped\":\"", ok_ports ? "true" : "false");
 	for (int i = 0; i < 16; i++) printf("%02x", bytes[i]);
 	printf("\",\"loopback_v4\":%d,\"loopback_v6\":%d,\"loopback_other\":%d,\"loopback_pod\":%d}\n",
