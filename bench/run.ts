@@ -22,21 +22,7 @@ import { ArgError, parseArgs, type BenchOptions, type Family, type TopoKind } fr
 import { ratioChart } from './lib/chart.js';
 import { kubeProxyRules } from './lib/kubeproxy.js';
 import { renderMarkdown } from './lib/markdown.js';
-import {
-  buildMbrr,
-  killOurs,
-  LATENCY_CPU,
-  pinned,
-  iperf,
-  mbrrConnectRate,
-  mbrrPingPong,
-  sockperfPingPong,
-  spawnIn,
-  toolVersion,
-  waitForListen,
-  type IperfRun,
-  type RrRun,
-} from './lib/peers.js';
+import { buildMbrr, killOurs, LATENCY_CPU, pinned, iperf, mbrrConnectRate, mbrrPingPong, sockperfPingPong, spawnIn, toolVersion, waitForListen, type IperfRun, type RrRun } from './lib/peers.js';
 import { ratio, roundRatio, roundSummary, sig, summarize } from './lib/stats.js';
 import type { ConnectRow, LatencyRow, NetfilterInfo, Report, ThroughputRow, Verification, VipRow } from './lib/report.js';
 import { runExperiments } from './experiments/small-writes.js';
@@ -159,7 +145,9 @@ async function buildNode(kind: TopoKind, mbrr: string): Promise<Node> {
     removeCgroup(plainCgroup);
   });
   const p = PODS[kind];
-  log(`[${kind}] building mbt-${topo.id}: ${kind === 'veth' ? 'pod netns <-> veth <-> pod netns' : `pods on a bridge in a node namespace, br_netfilter + kube-proxy-like rules (${SERVICES} services)`}`);
+  log(
+    `[${kind}] building mbt-${topo.id}: ${kind === 'veth' ? 'pod netns <-> veth <-> pod netns' : `pods on a bridge in a node namespace, br_netfilter + kube-proxy-like rules (${SERVICES} services)`}`,
+  );
   topo.build(kind, [
     { name: 'a', ...p.a },
     { name: 'b', ...p.b },
@@ -269,7 +257,16 @@ async function throughput(node: Node, fam: Family, o: BenchOptions): Promise<Thr
       ['stack', 'bypass'],
       o.rounds,
       (m, r) => `${node.kind} ${fam} throughput ${sizeName(size)} ${m} round ${r + 1}/${o.rounds}`,
-      (m) => inMode(node, m, { ip: server, port: PORTS.iperf }, `throughput ${size}`, fam, () => iperf(node.topo, 'a', server, PORTS.iperf, size, o.seconds), (t) => 0.9 * t.bytes),
+      (m) =>
+        inMode(
+          node,
+          m,
+          { ip: server, port: PORTS.iperf },
+          `throughput ${size}`,
+          fam,
+          () => iperf(node.topo, 'a', server, PORTS.iperf, size, o.seconds),
+          (t) => 0.9 * t.bytes,
+        ),
       (t) => gbit(t.bitsPerSecond),
     );
     const stack = summarize(res.stack.map((x) => x.bitsPerSecond));
@@ -307,7 +304,16 @@ async function latency(node: Node, fam: Family, o: BenchOptions, mbrr: string): 
         ['stack', 'bypass'],
         o.rounds,
         (m, r) => `${node.kind} ${fam} latency ${t.tool} ${sizeName(size)} ${m} round ${r + 1}/${o.rounds}`,
-        (m) => inMode(node, m, { ip: server, port: t.port }, `latency ${t.tool} ${size}`, fam, () => t.run(size), (x) => 2 * x.roundTrips * size * 0.95),
+        (m) =>
+          inMode(
+            node,
+            m,
+            { ip: server, port: t.port },
+            `latency ${t.tool} ${size}`,
+            fam,
+            () => t.run(size),
+            (x) => 2 * x.roundTrips * size * 0.95,
+          ),
         (x) => `p50 ${x.p50.toFixed(1)} us, p99 ${x.p99.toFixed(1)} us`,
       );
       const p = (k: 'p50' | 'p99') => {
@@ -396,7 +402,15 @@ async function vipThroughput(node: Node, fam: Family, o: BenchOptions): Promise<
       const mode: Mode = m.endsWith('Bypass') ? 'bypass' : 'stack';
       setService(viaVip && mode === 'bypass');
       const before = readStats(node.maps.stats);
-      const r = await inMode(node, mode, { ip: b, port: PORTS.iperf }, `vip-${viaVip ? 'vip' : 'pod'} ${size}`, fam, () => iperf(node.topo, 'a', viaVip ? BENCH_VIP[fam] : b, viaVip ? BENCH_VIP.port : PORTS.iperf, size, o.seconds), (t) => 0.9 * t.bytes);
+      const r = await inMode(
+        node,
+        mode,
+        { ip: b, port: PORTS.iperf },
+        `vip-${viaVip ? 'vip' : 'pod'} ${size}`,
+        fam,
+        () => iperf(node.topo, 'a', viaVip ? BENCH_VIP[fam] : b, viaVip ? BENCH_VIP.port : PORTS.iperf, size, o.seconds),
+        (t) => 0.9 * t.bytes,
+      );
       const translated = Number(readStats(node.maps.stats).vip_translated - before.vip_translated);
       if (m === 'vipBypass' && translated < 1) throw new Error(`${node.kind} ${fam}: the VIP was not resolved at connect in vipBypass mode`);
       if (m !== 'vipBypass' && translated !== 0) throw new Error(`${node.kind} ${fam}: ${translated} connects resolved in mode ${m}`);
@@ -481,7 +495,9 @@ async function main(): Promise<void> {
   const nFam = o.families.length;
   const rrTools = o.families.reduce((a, f) => a + (f === 'v4' ? 2 : 1), 0);
   totalSteps = o.topologies.length * o.rounds * (nFam * o.sizes.length * 2 + rrTools * o.rrSizes.length * 2 + nFam * 3) + (o.topologies.includes('bridge') ? o.rounds * nFam * 4 : 0);
-  log(`meshbpf bench: ${o.topologies.join('+')} x ${o.families.join('+')}, ${o.rounds} alternating rounds, ${o.seconds} s per iperf3 run, ${o.rrSeconds} s per latency/connection run (${totalSteps} runs)`);
+  log(
+    `meshbpf bench: ${o.topologies.join('+')} x ${o.families.join('+')}, ${o.rounds} alternating rounds, ${o.seconds} s per iperf3 run, ${o.rrSeconds} s per latency/connection run (${totalSteps} runs)`,
+  );
 
   const report: Report = {
     schema: 1,
@@ -491,10 +507,16 @@ async function main(): Promise<void> {
     options: { quick: o.quick, seconds: o.seconds, rrSeconds: o.rrSeconds, rounds: o.rounds, sizes: o.sizes, rrSizes: o.rrSizes, families: o.families, topologies: o.topologies },
     method: {
       vip: 'bridge only: iperf3 from pod a to pod b, to the pod IP and to a ClusterIP that kube-proxy-style rules in pod a DNAT to pod b; stack = no verdict (the VIP through the DNAT), bypass = BYPASS verdict and the VIP in mb_services (resolved at connect); the four modes alternate in one run',
-      modes: 'stack = same topology, meshbpf loaded, the server has no policy verdict (connection not eligible); bypass = verdict BYPASS for the server ip:port. Connection rate: none = client and server in a sibling cgroup with no programs; attachedIneligible = programs attached, no verdict; attachedBypass = programs attached and the connection inserted into the sockhash.',
+      modes:
+        'stack = same topology, meshbpf loaded, the server has no policy verdict (connection not eligible); bypass = verdict BYPASS for the server ip:port. Connection rate: none = client and server in a sibling cgroup with no programs; attachedIneligible = programs attached, no verdict; attachedBypass = programs attached and the connection inserted into the sockhash.',
       alternation: 'each round runs every mode once; the order flips every round (AB, BA, ...); figures are the median over rounds with min and max',
       latencyCpu: `both ping-pong peers pinned to CPU ${LATENCY_CPU} (taskset): on this VM an idle vCPU halts and needs ~40-50 us to wake, which would swamp the path measured`,
-      tools: { throughput: 'iperf3 -l SIZE (default Nagle)', latencyV4: 'sockperf ping-pong --tcp --full-rtt, and mbrr rr', latencyV6: 'mbrr rr (sockperf 3.7 has no IPv6)', connectRate: 'mbrr crr (netperf TCP_CRR is not in Debian main)' },
+      tools: {
+        throughput: 'iperf3 -l SIZE (default Nagle)',
+        latencyV4: 'sockperf ping-pong --tcp --full-rtt, and mbrr rr',
+        latencyV6: 'mbrr rr (sockperf 3.7 has no IPv6)',
+        connectRate: 'mbrr crr (netperf TCP_CRR is not in Debian main)',
+      },
       cpu: 'peers = user+sys of both iperf3 processes (iperf3 -J cpu_utilization_percent) x duration / GB received; node = busy time of all CPUs from /proc/stat during the run / GB (includes softirq and anything else running on the machine)',
     },
     throughput: [],
@@ -524,7 +546,20 @@ async function main(): Promise<void> {
         log(`[bridge] netfilter saw ${fp.v4} IPv4 / ${fp.v6} IPv6 packets in KUBE-FORWARD's ESTABLISHED rule`);
       }
       if (o.experiments && kind === 'veth') {
-        report.experiments.push(...(await runExperiments({ topo: node.topo, maps: node.maps, server: node.addr.v4.b, port: PORTS.iperf, rrPort: PORTS.rr.v4, mbrr, seconds: o.seconds, rrSeconds: o.rrSeconds, rounds: o.rounds, log })));
+        report.experiments.push(
+          ...(await runExperiments({
+            topo: node.topo,
+            maps: node.maps,
+            server: node.addr.v4.b,
+            port: PORTS.iperf,
+            rrPort: PORTS.rr.v4,
+            mbrr,
+            seconds: o.seconds,
+            rrSeconds: o.rrSeconds,
+            rounds: o.rounds,
+            log,
+          })),
+        );
       }
       cleanupAll();
     }

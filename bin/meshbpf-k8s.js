@@ -52,7 +52,11 @@ async function podCidrs(env) {
   if (env.MESHBPF_POD_CIDRS) return env.MESHBPF_POD_CIDRS.split(/[\s,]+/).filter(Boolean);
   const node = env.NODE_NAME;
   if (!node) fail('NODE_NAME is not set (downward API spec.nodeName), and neither is MESHBPF_POD_CIDRS');
-  const api = env.MESHBPF_K8S_API ?? (env.KUBERNETES_SERVICE_HOST ? `https://${env.KUBERNETES_SERVICE_HOST.includes(':') ? `[${env.KUBERNETES_SERVICE_HOST}]` : env.KUBERNETES_SERVICE_HOST}:${env.KUBERNETES_SERVICE_PORT ?? 443}` : undefined);
+  const api =
+    env.MESHBPF_K8S_API ??
+    (env.KUBERNETES_SERVICE_HOST
+      ? `https://${env.KUBERNETES_SERVICE_HOST.includes(':') ? `[${env.KUBERNETES_SERVICE_HOST}]` : env.KUBERNETES_SERVICE_HOST}:${env.KUBERNETES_SERVICE_PORT ?? 443}`
+      : undefined);
   if (!api) fail('not in a Kubernetes pod (no KUBERNETES_SERVICE_HOST); pass --pod-cidr or set MESHBPF_POD_CIDRS');
   const tokenFile = env.MESHBPF_K8S_TOKEN_FILE ?? `${SA}/token`;
   let token;
@@ -97,7 +101,8 @@ if (args[0] === 'agent') {
   } catch {
     type = undefined;
   }
-  if (type !== 0xcafe4a11) fail(`${bpffs} is not a bpffs: mount the node's bpffs there (hostPath /sys/fs/bpf, and \`mount -t bpf bpf /sys/fs/bpf\` on the node if it has none) so the pins outlive the pod`);
+  if (type !== 0xcafe4a11)
+    fail(`${bpffs} is not a bpffs: mount the node's bpffs there (hostPath /sys/fs/bpf, and \`mount -t bpf bpf /sys/fs/bpf\` on the node if it has none) so the pins outlive the pod`);
   if (!args.includes('--pod-cidr')) for (const c of await podCidrs(process.env)) args.push('--pod-cidr', c);
   if (!args.includes('--node-ip')) for (const ip of await nodeIps(process.env)) args.push('--node-ip', ip);
 }

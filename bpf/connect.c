@@ -55,27 +55,11 @@ static __always_inline void mb_mark_owner(struct bpf_sock_addr *ctx, const struc
 
 #ifndef MB_NO_VIP
 
-static __always_inline const struct mb_endpoint_value *mb_vip_endpoint(const __u32 ip[4])
-{
-	struct mb_endpoint_key k = { .prefixlen = 128 };
-
-	__builtin_memcpy(k.ip, ip, sizeof(k.ip));
-	return bpf_map_lookup_elem(&mb_endpoints, &k);
-}
-
 static __always_inline int mb_vip_captured_ip(const __u32 ip[4])
 {
-	struct mb_endpoint_key k = { .prefixlen = 128 };
-
 	if (!(ip[0] | ip[1] | ip[2] | ip[3]))
 		return 0;
-	__builtin_memcpy(k.ip, ip, sizeof(k.ip));
-	return bpf_map_lookup_elem(&mb_sidecar, &k) != 0;
-}
-
-static __always_inline int mb_vip_is_v4(const __u32 ip[4])
-{
-	return ip[0] == 0 && ip[1] == 0 && ip[2] == bpf_htonl(0x0000ffff);
+	return mb_sidecar_pod(ip) != 0;
 }
 
 /* A proxy uid/gid connecting from a namespace marks it captured, for good. */
@@ -146,7 +130,7 @@ static __always_inline int mb_vip_pick(struct bpf_sock_addr *ctx, const struct m
 		mb_count(MB_STAT_VIP_SKIP_CAPTURED, 1);
 		return -1;
 	}
-	if (mb_vip_is_v4(vip->ip))
+	if (mb_ip_is_v4(vip->ip))
 		__builtin_memcpy(src, nv->ip4, sizeof(src));
 	else
 		__builtin_memcpy(src, nv->ip6, sizeof(src));
@@ -154,7 +138,7 @@ static __always_inline int mb_vip_pick(struct bpf_sock_addr *ctx, const struct m
 		mb_count(MB_STAT_VIP_SKIP_SOURCE, 1); /* no address of this family seen yet */
 		return -1;
 	}
-	se = mb_vip_endpoint(src);
+	se = mb_endpoint(src);
 	if (!se || !(se->flags & MB_EP_LOCAL)) {
 		mb_count(MB_STAT_VIP_SKIP_NETWORK, 1);
 		return -1;
@@ -169,11 +153,11 @@ static __always_inline int mb_vip_pick(struct bpf_sock_addr *ctx, const struct m
 		return -1;
 	}
 	__builtin_memcpy(out, bv, sizeof(*out));
-	if (!out->port || mb_vip_is_v4(out->ip) != mb_vip_is_v4(vip->ip)) {
+	if (!out->port || mb_ip_is_v4(out->ip) != mb_ip_is_v4(vip->ip)) {
 		mb_count(MB_STAT_VIP_NO_BACKEND, 1);
 		return -1;
 	}
-	de = mb_vip_endpoint(out->ip);
+	de = mb_endpoint(out->ip);
 	if (!de || !(de->flags & MB_EP_LOCAL) || de->network_id != se->network_id) {
 		mb_count(MB_STAT_VIP_SKIP_NETWORK, 1);
 		return -1;

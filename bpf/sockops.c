@@ -22,17 +22,6 @@
 #include "include/ctx.h"
 #include "include/splice.h"
 
-static __always_inline const struct mb_endpoint_value *mb_endpoint(const __u32 ip[4])
-{
-	struct mb_endpoint_key k = { .prefixlen = 128 };
-
-	k.ip[0] = ip[0];
-	k.ip[1] = ip[1];
-	k.ip[2] = ip[2];
-	k.ip[3] = ip[3];
-	return bpf_map_lookup_elem(&mb_endpoints, &k);
-}
-
 static __always_inline int mb_is_local(const struct mb_endpoint_value *e)
 {
 	return e && (e->flags & MB_EP_LOCAL);
@@ -161,17 +150,6 @@ static __always_inline int mb_key_eq(const struct mb_sock_key *a, const struct m
 }
 
 
-static __always_inline const __u32 *mb_sidecar_pod(const __u32 ip[4])
-{
-	struct mb_endpoint_key k = { .prefixlen = 128 };
-
-	k.ip[0] = ip[0];
-	k.ip[1] = ip[1];
-	k.ip[2] = ip[2];
-	k.ip[3] = ip[3];
-	return bpf_map_lookup_elem(&mb_sidecar, &k);
-}
-
 static __always_inline int mb_port_in(const __u16 ports[MB_CFG_PORTS], __u16 port)
 {
 #pragma unroll
@@ -181,14 +159,9 @@ static __always_inline int mb_port_in(const __u16 ports[MB_CFG_PORTS], __u16 por
 	return 0;
 }
 
-static __always_inline int mb_is_v4(const __u32 ip[4])
-{
-	return ip[0] == 0 && ip[1] == 0 && ip[2] == bpf_htonl(0x0000ffff);
-}
-
 static __always_inline int mb_is_passthrough(const struct mb_config *c, const __u32 ip[4])
 {
-	if (mb_is_v4(ip))
+	if (mb_ip_is_v4(ip))
 		return c->passthrough_v4 && ip[3] == c->passthrough_v4;
 	return mb_ip_eq(ip, c->passthrough_v6) && (ip[3] | ip[2] | ip[1] | ip[0]);
 }
@@ -230,7 +203,7 @@ static __always_inline int mb_client_leg(const struct mb_config *c, const struct
 			 * packets go to 127.0.0.1 (::1 for IPv6), inside this pod. */
 			claim->local_ip[0] = 0;
 			claim->local_ip[1] = 0;
-			if (mb_is_v4(k->local_ip)) {
+			if (mb_ip_is_v4(k->local_ip)) {
 				claim->local_ip[2] = bpf_htonl(0x0000ffff);
 				claim->local_ip[3] = bpf_htonl(0x7f000001);
 			} else {

@@ -19,7 +19,13 @@ const T = 'type.googleapis.com/envoy.';
 const sizes = process.argv.slice(2).map(Number);
 const run = Math.random().toString(16).slice(2, 6);
 const tmp = mkdtempSync(join(tmpdir(), 'mbt-rss-'));
-const ready = (port) => new Promise((res) => get({ host: '127.0.0.1', port, path: '/readyz', agent: false }, (r) => { r.resume(); res(r.statusCode === 200); }).on('error', () => res(false)));
+const ready = (port) =>
+  new Promise((res) =>
+    get({ host: '127.0.0.1', port, path: '/readyz', agent: false }, (r) => {
+      r.resume();
+      res(r.statusCode === 200);
+    }).on('error', () => res(false)),
+  );
 const kb = (pid, key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
 
 console.log('ENDPOINTS  READY_S  RSS_MB  PEAK_MB');
@@ -40,7 +46,35 @@ for (const [i, n] of (sizes.length ? sizes : [0, 1000, 10000, 100000]).entries()
   mkdirSync(cg);
   const port = 19750 + i;
   const t0 = Date.now();
-  const p = spawn(process.execPath, [join(root, 'bin/meshbpf.js'), 'agent', '--cgroup', cg, '--pin-dir', pin, '--xds-file', file, '--pod-cidr', '10.0.0.0/8', '--pod-cidr', 'fd00::/64', '--node-ip', '198.18.99.1', '--listen', `127.0.0.1:${port}`, '--max-endpoints', String(Math.max(131072, 2 * n)), '--max-policies', String(Math.max(65536, 2 * n)), '--unload-on-exit', '--log-level', 'warn'], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, MESHBPF_STATE_DIR: join(tmp, 'state') } });
+  const p = spawn(
+    process.execPath,
+    [
+      join(root, 'bin/meshbpf.js'),
+      'agent',
+      '--cgroup',
+      cg,
+      '--pin-dir',
+      pin,
+      '--xds-file',
+      file,
+      '--pod-cidr',
+      '10.0.0.0/8',
+      '--pod-cidr',
+      'fd00::/64',
+      '--node-ip',
+      '198.18.99.1',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--max-endpoints',
+      String(Math.max(131072, 2 * n)),
+      '--max-policies',
+      String(Math.max(65536, 2 * n)),
+      '--unload-on-exit',
+      '--log-level',
+      'warn',
+    ],
+    { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, MESHBPF_STATE_DIR: join(tmp, 'state') } },
+  );
   try {
     while (!(await ready(port))) {
       if (p.exitCode !== null) throw new Error('agent exited');

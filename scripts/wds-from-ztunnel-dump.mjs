@@ -43,7 +43,26 @@ const dump = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const byUid = new Map();
 const out = [];
 
-const WL_KEYS = ['uid', 'name', 'namespace', 'workloadIps', 'network', 'protocol', 'trustDomain', 'serviceAccount', 'waypoint', 'node', 'canonicalName', 'canonicalRevision', 'workloadType', 'workloadName', 'nativeTunnel', 'status', 'clusterId', 'authorizationPolicies'];
+const WL_KEYS = [
+  'uid',
+  'name',
+  'namespace',
+  'workloadIps',
+  'network',
+  'protocol',
+  'trustDomain',
+  'serviceAccount',
+  'waypoint',
+  'node',
+  'canonicalName',
+  'canonicalRevision',
+  'workloadType',
+  'workloadName',
+  'nativeTunnel',
+  'status',
+  'clusterId',
+  'authorizationPolicies',
+];
 for (const [key, w] of Object.entries(dump.workloads)) {
   take(w, WL_KEYS, `workloads[${key}]`);
   const m = {
@@ -53,7 +72,11 @@ for (const [key, w] of Object.entries(dump.workloads)) {
     addresses: w.workloadIps.map(ipBytes),
     ...(w.network ? { network: w.network } : {}),
     // ztunnel prints HBONE, or TCP for "no tunnel" (TunnelProtocol NONE)
-    tunnel_protocol: { HBONE: 'HBONE', TCP: 'NONE' }[w.protocol] ?? (() => { throw new Error(`protocol ${w.protocol}`); })(),
+    tunnel_protocol:
+      { HBONE: 'HBONE', TCP: 'NONE' }[w.protocol] ??
+      (() => {
+        throw new Error(`protocol ${w.protocol}`);
+      })(),
     trust_domain: w.trustDomain,
     service_account: w.serviceAccount,
     ...(w.waypoint ? { waypoint: gateway(w.waypoint) } : {}),
@@ -108,7 +131,11 @@ for (const p of dump.policies) {
     '@type': AUTHZ,
     name: p.name,
     namespace: p.namespace,
-    scope: SCOPE[p.scope] ?? (() => { throw new Error(`scope ${p.scope}`); })(),
+    scope:
+      SCOPE[p.scope] ??
+      (() => {
+        throw new Error(`scope ${p.scope}`);
+      })(),
     action: p.action.toUpperCase(),
     ...(p.rules.length ? { groups: p.rules.map((g) => ({ rules: g.map((rs) => ({ matches: rs.map(match) })) })) } : {}),
   });

@@ -124,7 +124,14 @@ export async function runExperiments(ctx: ExperimentCtx): Promise<Experiment[]> 
       const b = summarize(res.bypass);
       for (const m of ['bypass', 'apply', 'cork'] as const) {
         const x = summarize(res[m]);
-        rows.push({ metric: `stream: ${m === 'bypass' ? 'bypass (product sk_msg)' : m === 'apply' ? 'bypass + apply_bytes 1 MiB' : 'bypass + cork_bytes 16 KiB'} vs stack`, size, baseline: roundSummary(s), variant: roundSummary(x), ratio: roundRatio(ratio(x, s)), unit: 'bits/s' });
+        rows.push({
+          metric: `stream: ${m === 'bypass' ? 'bypass (product sk_msg)' : m === 'apply' ? 'bypass + apply_bytes 1 MiB' : 'bypass + cork_bytes 16 KiB'} vs stack`,
+          size,
+          baseline: roundSummary(s),
+          variant: roundSummary(x),
+          ratio: roundRatio(ratio(x, s)),
+          unit: 'bits/s',
+        });
         if (m !== 'bypass') rows.push({ metric: `stream: ${m} vs product bypass`, size, baseline: roundSummary(b), variant: roundSummary(x), ratio: roundRatio(ratio(x, b)), unit: 'bits/s' });
       }
     }
@@ -163,7 +170,7 @@ export async function runExperiments(ctx: ExperimentCtx): Promise<Experiment[]> 
     {
       name: 'sk_msg variants for small writes (veth pair, IPv4, mbrr stream → mbrr sink)',
       description:
-        'Experimental programs in bench/experiments/sk_msg_variants.c, swapped in as the sockhash\'s sk_msg program for new connections. ' +
+        "Experimental programs in bench/experiments/sk_msg_variants.c, swapped in as the sockhash's sk_msg program for new connections. " +
         '*apply* = `bpf_msg_apply_bytes(1 MiB)` (program and lookup once per MiB). *cork* = `bpf_msg_cork_bytes(16 KiB)` (kernel batches writes before the verdict). ' +
         'Stream throughput measured at the receiver; Nagle on, as iperf3.',
       rows,

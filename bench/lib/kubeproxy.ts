@@ -94,16 +94,6 @@ export function kubeProxyRules(family: Family, services: number, podCidr: string
   nat.push('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS');
 
   const filterChains = ['KUBE-FORWARD', 'KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES', 'KUBE-FIREWALL', 'KUBE-NODEPORTS', 'KUBE-PROXY-FIREWALL'];
-  const text = [
-    '*filter',
-    ...filterChains.map((c) => `:${c} - [0:0]`),
-    ...filter,
-    'COMMIT',
-    '*nat',
-    ...[...natChains].map((c) => `:${c} - [0:0]`),
-    ...nat,
-    'COMMIT',
-    '',
-  ].join('\n');
+  const text = ['*filter', ...filterChains.map((c) => `:${c} - [0:0]`), ...filter, 'COMMIT', '*nat', ...[...natChains].map((c) => `:${c} - [0:0]`), ...nat, 'COMMIT', ''].join('\n');
   return { text, rules: filter.length + nat.length, services };
 }

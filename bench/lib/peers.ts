@@ -108,7 +108,13 @@ export interface RrRun {
 }
 
 export async function sockperfPingPong(topo: Topology, client: string, server: string, port: number, size: number, seconds: number): Promise<RrRun> {
-  const out = await runIn(topo, client, 'topo', [...pinned(['sockperf']), 'ping-pong', '--tcp', '-i', server, '-p', String(port), '-m', String(size), '-t', String(seconds), '--full-rtt', '--mps=max'], (seconds + 30) * 1000);
+  const out = await runIn(
+    topo,
+    client,
+    'topo',
+    [...pinned(['sockperf']), 'ping-pong', '--tcp', '-i', server, '-p', String(port), '-m', String(size), '-t', String(seconds), '--full-rtt', '--mps=max'],
+    (seconds + 30) * 1000,
+  );
   return parseSockperf(out);
 }
 
@@ -130,7 +136,15 @@ export async function mbrrPingPong(topo: Topology, tool: string, client: string,
   return { p50: j.p50_us, p99: j.p99_us, count: j.count, roundTrips: j.count + 200 /* mbrr's warm-up */ };
 }
 
-export async function mbrrConnectRate(topo: Topology, tool: string, cg: CgroupSel, client: string, server: string, port: number, seconds: number): Promise<{ perSec: number; connections: number; errors: number }> {
+export async function mbrrConnectRate(
+  topo: Topology,
+  tool: string,
+  cg: CgroupSel,
+  client: string,
+  server: string,
+  port: number,
+  seconds: number,
+): Promise<{ perSec: number; connections: number; errors: number }> {
   const out = await runIn(topo, client, cg, [tool, 'crr', server, String(port), String(seconds)], (seconds + 30) * 1000);
   const j = JSON.parse(out) as { connections: number; per_sec: number; errors: number };
   return { perSec: j.per_sec, connections: j.connections, errors: j.errors };
@@ -160,6 +174,11 @@ export function toolVersion(cmd: string[]): string {
     return (out.split('\n')[0] ?? '').replace(/\x1b\[[0-9;]*m/g, '').trim();
   } catch (e) {
     const err = e as { stdout?: string; stderr?: string };
-    return `${err.stdout ?? ''}${err.stderr ?? ''}`.split('\n')[0]?.replace(/\x1b\[[0-9;]*m/g, '').trim() ?? 'unknown';
+    return (
+      `${err.stdout ?? ''}${err.stderr ?? ''}`
+        .split('\n')[0]
+        ?.replace(/\x1b\[[0-9;]*m/g, '')
+        .trim() ?? 'unknown'
+    );
   }
 }

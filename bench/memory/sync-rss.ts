@@ -70,7 +70,13 @@ function generate(dir: string, mb: number): { file: string; copies: number } {
     writeSync(fd, `  {\n   "@type": "${ADMIN}${kind.type}",\n   "${kind.field}": [\n`);
     for (let k = 0; k < copies; k++) {
       // names without a service host (BlackHoleCluster, agent, ...) exist once
-      const items = k === 0 ? kind.items : kind.items.filter((it) => kind.type === 'ListenersConfigDump' || /svc\.cluster\.local/.test(JSON.stringify((it.cluster as Obj | undefined)?.name ?? (it.endpoint_config as Obj | undefined)?.cluster_name ?? '')));
+      const items =
+        k === 0
+          ? kind.items
+          : kind.items.filter(
+              (it) =>
+                kind.type === 'ListenersConfigDump' || /svc\.cluster\.local/.test(JSON.stringify((it.cluster as Obj | undefined)?.name ?? (it.endpoint_config as Obj | undefined)?.cluster_name ?? '')),
+            );
       const parts = items.map((it) => {
         const x = JSON.parse(rewrite(JSON.stringify(it), k)) as Obj;
         const l = (x.active_state as Obj | undefined)?.listener as Obj | undefined;
@@ -104,7 +110,34 @@ function generateEndpoints(dir: string, mb: number): { file: string; copies: num
 
 /** Peak RSS (MiB, VmHWM) of `meshbpf agent` on the file, read once it logged its first sync. */
 async function agentPeak(bin: string, file: string, pinDir: string, cgroup: string, env: NodeJS.ProcessEnv): Promise<number> {
-  const a = spawn(process.execPath, [bin, 'agent', '--xds-file', file, '--pin-dir', pinDir, '--cgroup', cgroup, '--listen', '', '--pod-cidr', '10.0.0.0/8', '--node-ip', '10.0.0.1', '--max-endpoints', String(1 << 20), '--max-policies', String(1 << 19), '--xds-file-max-mb', '1024', '--log-level', 'info'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const a = spawn(
+    process.execPath,
+    [
+      bin,
+      'agent',
+      '--xds-file',
+      file,
+      '--pin-dir',
+      pinDir,
+      '--cgroup',
+      cgroup,
+      '--listen',
+      '',
+      '--pod-cidr',
+      '10.0.0.0/8',
+      '--node-ip',
+      '10.0.0.1',
+      '--max-endpoints',
+      String(1 << 20),
+      '--max-policies',
+      String(1 << 19),
+      '--xds-file-max-mb',
+      '1024',
+      '--log-level',
+      'info',
+    ],
+    { env, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let log = '';
   try {
     await new Promise<void>((res, rej) => {

@@ -24,7 +24,14 @@ export function makeSnapshot(n: number, churn: number): XdsSnapshot {
     const vip = `10.96.${c >> 8}.${c & 255}`;
     const filter =
       c % 3 === 2
-        ? { name: 'envoy.filters.network.http_connection_manager', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', stat_prefix: name, rds: { route_config_name: String(port) } } }
+        ? {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: {
+              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+              stat_prefix: name,
+              rds: { route_config_name: String(port) },
+            },
+          }
         : { name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', stat_prefix: name, cluster: name } };
     listeners.set(`${vip}_${port}`, { name: `${vip}_${port}`, address: { socket_address: { address: vip, port_value: port } }, filter_chains: [{ filters: [filter] }] });
   }

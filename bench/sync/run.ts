@@ -82,7 +82,11 @@ try {
         syncMaps(maps, compile(churned, locality), applied);
         const t4 = performance.now();
         if (noop.counts.endpoints.added + noop.counts.policies.added !== 0) throw new Error('no-op resync wrote entries');
-        const raw = JSON.parse(execFileSync(rawBin, [String(Math.max(desired.policies.length, desired.endpoints.length)), '262144'], { encoding: 'utf8' })) as { n: number; hash_batch_ms: number; trie_single_ms: number };
+        const raw = JSON.parse(execFileSync(rawBin, [String(Math.max(desired.policies.length, desired.endpoints.length)), '262144'], { encoding: 'utf8' })) as {
+          n: number;
+          hash_batch_ms: number;
+          trie_single_ms: number;
+        };
         samples.push({
           entries: { endpoints: desired.endpoints.length, policies: desired.policies.length },
           compileMs: t1 - t0,

@@ -41,6 +41,12 @@ static __always_inline void mb_ip_from_v4(__u32 ip[4], __u32 v4)
 	ip[3] = v4;
 }
 
+/* ::ffff:a.b.c.d: an IPv4 address, as keys store it. */
+static __always_inline int mb_ip_is_v4(const __u32 ip[4])
+{
+	return ip[0] == 0 && ip[1] == 0 && ip[2] == bpf_htonl(0x0000ffff);
+}
+
 /* 127.0.0.0/8 (v4 or v4-mapped) or ::1. Loopback connections never leave one
  * network namespace, and every namespace has its own 127.0.0.1, so their keys
  * must carry the netns cookie. */

@@ -114,6 +114,33 @@ struct {
 	__type(value, struct mb_netns_value);
 } mb_netns SEC(".maps");
 
+/* A /128 LPM key for one address: the longest prefix holding it wins. */
+static __always_inline struct mb_endpoint_key mb_host_key(const __u32 ip[4])
+{
+	struct mb_endpoint_key k = { .prefixlen = 128 };
+
+	k.ip[0] = ip[0];
+	k.ip[1] = ip[1];
+	k.ip[2] = ip[2];
+	k.ip[3] = ip[3];
+	return k;
+}
+
+static __always_inline const struct mb_endpoint_value *mb_endpoint(const __u32 ip[4])
+{
+	struct mb_endpoint_key k = mb_host_key(ip);
+
+	return bpf_map_lookup_elem(&mb_endpoints, &k);
+}
+
+/* Non-NULL when the address is a pod with Istio's sidecar capture. */
+static __always_inline const __u32 *mb_sidecar_pod(const __u32 ip[4])
+{
+	struct mb_endpoint_key k = mb_host_key(ip);
+
+	return bpf_map_lookup_elem(&mb_sidecar, &k);
+}
+
 static __always_inline const struct mb_config *mb_cfg(void)
 {
 	__u32 zero = 0;

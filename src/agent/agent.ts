@@ -208,7 +208,11 @@ export class Agent {
       // Say what the maps really hold now.
       const what =
         e instanceof SyncError
-          ? { unchanged: 'sync refused; the maps are unchanged', 'rolled back': 'sync failed; the maps were rolled back to the previous state', mixed: 'sync failed and could not be rolled back; the maps are mixed until the next sync' }[e.state]
+          ? {
+              unchanged: 'sync refused; the maps are unchanged',
+              'rolled back': 'sync failed; the maps were rolled back to the previous state',
+              mixed: 'sync failed and could not be rolled back; the maps are mixed until the next sync',
+            }[e.state]
           : applied
             ? 'maps synced, but the step after failed'
             : 'sync failed before any write; the maps are unchanged';
@@ -229,7 +233,8 @@ export class Agent {
     if (!this.maps) return;
     this.spliceWatch?.check(); // splice(2) readers the guard found (logs each destination)
     const gone = this.missingPins();
-    if (gone.length && !this.pinsGone) log.error({ pinDir: this.opts.pinDir, missing: gone }, 'meshbpf pins were removed (unloaded behind the agent?): the agent is unhealthy; restart it to load again');
+    if (gone.length && !this.pinsGone)
+      log.error({ pinDir: this.opts.pinDir, missing: gone }, 'meshbpf pins were removed (unloaded behind the agent?): the agent is unhealthy; restart it to load again');
     this.pinsGone = gone.length > 0;
     try {
       const now = readStats(this.maps.stats).sockets_map_full;
@@ -292,7 +297,13 @@ export class Agent {
     const enc = encodeDesired(desired);
     const kernel = { endpoints: readRaw(this.maps.endpoints), policy: readRaw(this.maps.policy) };
     const { plan, counts } = planSync(enc, kernel);
-    const pending = plan.endpointUpserts.length + plan.endpointDeletes.length + plan.policyNarrow.upserts.length + plan.policyNarrow.deletes.length + plan.policyWiden.upserts.length + plan.policyWiden.deletes.length;
+    const pending =
+      plan.endpointUpserts.length +
+      plan.endpointDeletes.length +
+      plan.policyNarrow.upserts.length +
+      plan.policyNarrow.deletes.length +
+      plan.policyWiden.upserts.length +
+      plan.policyWiden.deletes.length;
     const cut = <T>(xs: T[]): T[] => (opts.full ? xs : xs.slice(0, opts.limit ?? 100));
     return {
       drift: {

@@ -146,7 +146,12 @@ export class AgentMetrics {
     });
     this.connected = new client.Gauge({ name: 'meshbpf_xds_connected', help: '1 while the xDS stream is up (file source: 1 after a good load)', registers: [r] });
     this.lastAck = new client.Gauge({ name: 'meshbpf_xds_last_ack_timestamp_seconds', help: 'time of the last accepted update, by type and version', labelNames: ['type', 'version'], registers: [r] });
-    this.lastNack = new client.Gauge({ name: 'meshbpf_xds_last_nack_timestamp_seconds', help: 'time of the last rejected update, by type and version', labelNames: ['type', 'version'], registers: [r] });
+    this.lastNack = new client.Gauge({
+      name: 'meshbpf_xds_last_nack_timestamp_seconds',
+      help: 'time of the last rejected update, by type and version',
+      labelNames: ['type', 'version'],
+      registers: [r],
+    });
     this.xdsEvents = new client.Counter({ name: 'meshbpf_xds_events_total', help: 'xDS events by kind (ack, nack, connected, disconnected, loaded, error)', labelNames: ['kind'], registers: [r] });
     this.syncDuration = new client.Histogram({
       name: 'meshbpf_sync_duration_seconds',

@@ -43,12 +43,14 @@ export class SpliceWatch {
         {
           destination: { ip: e.ip, port: e.port },
           workloadId: ep?.workloadId ?? null,
-          rule: rule ? readRuleReasons(this.pinDir, rule.ruleId)[0] ?? `rule ${rule.ruleId}` : null,
+          rule: rule ? (readRuleReasons(this.pinDir, rule.ruleId)[0] ?? `rule ${rule.ruleId}`) : null,
           reader: { comm: e.comm, pid: e.pid },
           spliceReads: Number(e.hits),
         },
         `${describeExclusion(e)}: ${
-          this.refusing ? 'splice was refused with EINVAL (the reader falls back to read(2) or sees the error)' : 'the redirected bytes of that connection were lost (this kernel cannot refuse the splice)'
+          this.refusing
+            ? 'splice was refused with EINVAL (the reader falls back to read(2) or sees the error)'
+            : 'the redirected bytes of that connection were lost (this kernel cannot refuse the splice)'
         }; new connections to it keep the normal stack (\`meshbpf exclude del ${e.ip} ${e.port}\` allows bypass again)`,
       );
     }

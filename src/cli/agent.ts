@@ -34,7 +34,14 @@ export function registerAgent(program: Command): void {
       .option('--xds-file <file>', 'follow an Envoy config_dump or resource list (JSON/YAML) instead of a control plane; watched for changes')
       .option('--xds-file-max-mb <n>', `size limit of --xds-file (default ${DEFAULT_MAX_FILE_BYTES / 1024 / 1024})`, intArg('--xds-file-max-mb', 1, 4096))
       .option('--xds-file-settle-ms <ms>', 'apply a changed --xds-file only once it has not been written for this long', intArg('--xds-file-settle-ms', 0, 600_000), 1000)
-      .addOption(new Option('--xds-mode <mode>', "ADS flavour; wds: Istio ambient, every workload of the mesh as ztunnel gets it (Delta, istiod 15012 with --xds-root-cert and --xds-token-file; needs --node-name)").choices(['sotw', 'delta', 'wds']).default('sotw'))
+      .addOption(
+        new Option(
+          '--xds-mode <mode>',
+          'ADS flavour; wds: Istio ambient, every workload of the mesh as ztunnel gets it (Delta, istiod 15012 with --xds-root-cert and --xds-token-file; needs --node-name)',
+        )
+          .choices(['sotw', 'delta', 'wds'])
+          .default('sotw'),
+      )
       .option('--xds-root-cert <file>', 'TLS to the control plane, trusting this CA (PEM)')
       .option('--xds-token-file <file>', 'bearer token file sent with every stream (re-read on reconnect)')
       .option('--xds-server-name <name>', 'TLS server name (SNI / certificate check) if it differs from the address')
@@ -145,7 +152,10 @@ Examples:
     .description('programs loaded (ids, tags), where they are attached, map occupancy, counters, and the agent and xDS state if an agent runs')
     .addOption(pinDirOption())
     .addOption(outputOption())
-    .addHelpText('after', `\nJSON schema: see README, "meshbpf status -o json".\n\nExit status (like systemctl status):\n  ${STATUS_EXIT.ok}  loaded, both programs attached, no problems\n  1  status could not be read (the error is printed)\n  ${STATUS_EXIT.problems}  loaded, but something is wrong (see "problems")\n  ${STATUS_EXIT.notLoaded}  not loaded at this pin directory\n\nExample:\n  meshbpf status -o json | jq .agent.xds.state`)
+    .addHelpText(
+      'after',
+      `\nJSON schema: see README, "meshbpf status -o json".\n\nExit status (like systemctl status):\n  ${STATUS_EXIT.ok}  loaded, both programs attached, no problems\n  1  status could not be read (the error is printed)\n  ${STATUS_EXIT.problems}  loaded, but something is wrong (see "problems")\n  ${STATUS_EXIT.notLoaded}  not loaded at this pin directory\n\nExample:\n  meshbpf status -o json | jq .agent.xds.state`,
+    )
     .action(async (o) => {
       const s = await collectStatus(o.pinDir);
       print(o.output === 'json' ? json(s) : renderStatus(s));
@@ -286,11 +296,18 @@ function renderStatus(s: StatusReport): string {
   lines.push(`sockops   ${s.attachment.sockops.attached ? `attached to ${s.attachment.sockops.cgroup} (link ${s.attachment.sockops.linkId})` : 'NOT attached'}`);
   lines.push(`sk_msg    ${s.attachment.skMsg.attached ? 'attached to mb_sockets' : 'NOT attached'}`);
   const g = s.attachment.spliceGuard;
-  lines.push(`splice    ${g.refuse ? 'guard on: splice(2) reads of bypassed sockets are refused (EINVAL)' : g.detect ? 'detected, not refused: a splicing server loses its first connection (meshbpf exclude add)' : 'NO guard: splicing servers lose bypassed bytes (meshbpf exclude add)'}`);
+  lines.push(
+    `splice    ${g.refuse ? 'guard on: splice(2) reads of bypassed sockets are refused (EINVAL)' : g.detect ? 'detected, not refused: a splicing server loses its first connection (meshbpf exclude add)' : 'NO guard: splicing servers lose bypassed bytes (meshbpf exclude add)'}`,
+  );
   lines.push('');
   lines.push(formatRows([['PROGRAM', 'ID', 'TAG', 'LOADED'], ...s.programs.map((p) => [p.name, String(p.id), p.tag, p.loadedAt ?? '-'])]));
   lines.push('');
-  lines.push(formatRows([['MAP', 'ID', 'TYPE', 'ENTRIES', 'CAPACITY', 'USE'], ...s.maps.map((m) => [m.name, String(m.id), m.type, String(m.entries), String(m.capacity), `${((100 * m.entries) / m.capacity).toFixed(1)}%`])]));
+  lines.push(
+    formatRows([
+      ['MAP', 'ID', 'TYPE', 'ENTRIES', 'CAPACITY', 'USE'],
+      ...s.maps.map((m) => [m.name, String(m.id), m.type, String(m.entries), String(m.capacity), `${((100 * m.entries) / m.capacity).toFixed(1)}%`]),
+    ]),
+  );
   lines.push('');
   lines.push(formatRows([['COUNTER', 'VALUE'], ...Object.entries(s.counters).map(([k, v]) => [k, String(v)])]));
   lines.push('');
@@ -300,7 +317,15 @@ function renderStatus(s: StatusReport): string {
     const a = s.agent.status;
     lines.push(`agent     pid ${a.pid} since ${a.startedAt}, listening on ${a.listen}, ${a.synced ? 'synced' : 'NOT synced'}`);
     const kinds = a.xds.api === 'wds' ? (['address', 'authorization'] as const) : (['cds', 'eds', 'lds'] as const);
-    lines.push(`xds       ${a.xds.api === 'wds' ? 'wds ' : ''}${a.xds.mode} ${a.xds.server ?? ''} ${a.xds.state}; ` + kinds.map((k) => { const t = a.xds.types[k]; return `${k} ack ${t?.lastAckVersion ?? '-'} (${t?.resources ?? 0})${t?.lastNackError ? ` (last NACK: ${t.lastNackError})` : ''}`; }).join(', '));
+    lines.push(
+      `xds       ${a.xds.api === 'wds' ? 'wds ' : ''}${a.xds.mode} ${a.xds.server ?? ''} ${a.xds.state}; ` +
+        kinds
+          .map((k) => {
+            const t = a.xds.types[k];
+            return `${k} ack ${t?.lastAckVersion ?? '-'} (${t?.resources ?? 0})${t?.lastNackError ? ` (last NACK: ${t.lastNackError})` : ''}`;
+          })
+          .join(', '),
+    );
     if (a.nodeName) lines.push(`node      ${a.nodeName}`);
     if (a.exclude) lines.push(`exclude   never bypassed: namespaces ${a.exclude.namespaces.join(',') || '-'}; workloads ${a.exclude.workloads.join(',') || '-'}`);
     if (a.lastSync) lines.push(`last sync ${a.lastSync.at} in ${a.lastSync.ms.toFixed(1)} ms${a.lastSync.error ? `: FAILED ${a.lastSync.error}` : ''}`);

@@ -8,9 +8,7 @@ import { formatIp, parseIp, parsePort } from '../net/ip.js';
 import { json, outputOption, pinDirOption, print } from './common.js';
 
 export function registerExclude(program: Command): void {
-  const ex = program
-    .command('exclude')
-    .description('destinations (server ip:port) that are never bypassed: splice(2) readers, or anything you want on the normal stack');
+  const ex = program.command('exclude').description('destinations (server ip:port) that are never bypassed: splice(2) readers, or anything you want on the normal stack');
   ex.command('add <ip> <port>')
     .description('keep every new connection to ip:port on the normal stack (connections already bypassed stay so until they close)')
     .addOption(pinDirOption())

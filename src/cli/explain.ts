@@ -69,7 +69,7 @@ function explainService(m: MeshMaps, pinDir: string, vip: string, port: number, 
   const reasons: string[] = [];
   reasons.push(`mb_services ${hostPort(vip, port)}: service ${sv.id}, ${sv.count} local backend${sv.count === 1 ? '' : 's'}, verdict ${sv.bypass ? 'bypass' : 'proxy'} (rule ${sv.ruleId})`);
   for (const r of readRuleReasons(pinDir, sv.ruleId)) reasons.push(`  rule ${sv.ruleId}: ${r}`);
-  const srcEp = src === undefined ? null : m.endpoints.get(src) ?? null;
+  const srcEp = src === undefined ? null : (m.endpoints.get(src) ?? null);
   // The kernel takes the client from its netns; here the operator names it.
   // An address without an endpoint entry is not local (the kernel's lookup misses too).
   const srcFacts = src === undefined ? undefined : { local: srcEp?.local ?? false, networkId: srcEp?.networkId ?? 0, captured: m.sidecar.get(src) !== undefined };
@@ -84,19 +84,26 @@ function explainService(m: MeshMaps, pinDir: string, vip: string, port: number, 
     }
     const ep = m.endpoints.get(b.ip) ?? null;
     const pol = m.policy.get({ ip: b.ip, port: b.port }) ?? null;
-    const outcome =
-      src === undefined
-        ? null
-        : vipOutcome({ service: { bypass: sv.bypass, count: sv.count }, src: srcFacts, backend: { end: ep ?? undefined, verdict: pol?.verdict } });
+    const outcome = src === undefined ? null : vipOutcome({ service: { bypass: sv.bypass, count: sv.count }, src: srcFacts, backend: { end: ep ?? undefined, verdict: pol?.verdict } });
     backends.push({ slot, ip: b.ip, port: b.port, outcome });
     reasons.push(`  slot ${slot}: ${hostPort(b.ip, b.port)}: ${describeEp(ep)}; mb_policy ${pol ? pol.verdict : 'none'}${outcome ? ` => ${outcome}` : ''}`);
   }
   const outcomes = new Set(backends.map((b) => b.outcome));
   const outcome =
-    src === undefined ? null : sv.count === 0 || !sv.bypass || srcFacts === undefined || srcFacts.captured ? vipOutcome({ service: sv, src: srcFacts, backend: undefined }) : outcomes.size === 1 ? ([...outcomes][0] ?? null) : 'translated';
+    src === undefined
+      ? null
+      : sv.count === 0 || !sv.bypass || srcFacts === undefined || srcFacts.captured
+        ? vipOutcome({ service: sv, src: srcFacts, backend: undefined })
+        : outcomes.size === 1
+          ? ([...outcomes][0] ?? null)
+          : 'translated';
   let verdict: Explanation['verdict'] = sv.bypass ? 'bypass' : 'proxy';
   if (src === undefined) {
-    reasons.push(sv.bypass && sv.count > 0 ? `=> a connect from a known plain local pod goes to one of the ${sv.count} backend(s), chosen uniformly at random` : `=> ${OUTCOME_TEXT[vipOutcome({ service: sv, src: undefined, backend: undefined })]}`);
+    reasons.push(
+      sv.bypass && sv.count > 0
+        ? `=> a connect from a known plain local pod goes to one of the ${sv.count} backend(s), chosen uniformly at random`
+        : `=> ${OUTCOME_TEXT[vipOutcome({ service: sv, src: undefined, backend: undefined })]}`,
+    );
   } else {
     if (outcome !== 'translated') verdict = outcome === 'proxy' ? 'proxy' : 'none';
     const picks = backends.filter((b) => b.outcome === 'translated').map((b) => hostPort(b.ip, b.port));
@@ -126,7 +133,7 @@ export function explainFromKernel(pinDir: string, dstText: string, port: number,
     if (sv) return explainService(m, pinDir, dst, port, src, sv);
     // A /128 lookup in the LPM trie returns the longest matching prefix, as in the kernel.
     const dstEp = m.endpoints.get(dst) ?? null;
-    const srcEp = src === undefined ? null : m.endpoints.get(src) ?? null;
+    const srcEp = src === undefined ? null : (m.endpoints.get(src) ?? null);
     const pol = m.policy.get({ ip: dst, port }) ?? null;
     const reasons: string[] = [];
     reasons.push(`destination ${dst}: ${describeEp(dstEp)}`);
@@ -172,7 +179,12 @@ export function explainFromKernel(pinDir: string, dstText: string, port: number,
         return { owner, leg: d.leg, expects: 'expects' in d ? d.expects : null, inPod: 'inPod' in d ? d.inPod : false, why: d.why };
       });
       for (const x of sidecar) {
-        const pair = x.leg === 'direct' ? 'the direct rule above decides' : x.leg === 'never' ? 'never paired' : `paired with the server socket ${x.expects}${x.inPod ? ' in the same pod' : ''} if it is exactly that one`;
+        const pair =
+          x.leg === 'direct'
+            ? 'the direct rule above decides'
+            : x.leg === 'never'
+              ? 'never paired'
+              : `paired with the server socket ${x.expects}${x.inPod ? ' in the same pod' : ''} if it is exactly that one`;
         reasons.push(`sidecar: if ${x.owner === 'app' ? 'the app' : 'the proxy (uid/gid ' + cfg.proxyUid + ')'} connects: leg ${x.leg}: ${x.why}; ${pair}`);
       }
     }

@@ -19,7 +19,12 @@ export function addLocalityOptions(cmd: Command): Command {
     .option('--node-name <name>', "this node's Kubernetes name (WDS: workloads whose node is this name are local)", process.env.NODE_NAME)
     .addOption(new Option('--exclude-namespace <ns>', 'never bypass workloads of this namespace, as client or server (repeatable; WDS)').argParser(collect))
     .addOption(new Option('--exclude-workload <ns/name>', 'never bypass this workload: a pod or a workload (Deployment...) name (repeatable; WDS)').argParser(collect))
-    .addOption(new Option('--sidecar-cidr <cidr>', "a local pod IP or CIDR whose pods run an Istio sidecar with istio-iptables' REDIRECT capture (repeatable, both families): pair the sockets of each captured leg; without it, sidecar pairing is off").argParser(collect))
+    .addOption(
+      new Option(
+        '--sidecar-cidr <cidr>',
+        "a local pod IP or CIDR whose pods run an Istio sidecar with istio-iptables' REDIRECT capture (repeatable, both families): pair the sockets of each captured leg; without it, sidecar pairing is off",
+      ).argParser(collect),
+    )
     .option('--sidecar-outbound-port <port>', 'the capture port for outbound traffic (ISTIO_REDIRECT)', String(ISTIO_SIDECAR_DEFAULTS.outboundPort))
     .option('--sidecar-inbound-port <port>', 'the capture port for inbound traffic (ISTIO_IN_REDIRECT)', String(ISTIO_SIDECAR_DEFAULTS.inboundPort))
     .option('--sidecar-proxy-uid <uid>', "the proxy's uid, exempt from capture", String(ISTIO_SIDECAR_DEFAULTS.proxyUid))
@@ -42,7 +47,12 @@ type SidecarFlags = {
 export function sidecarFrom(o: SidecarFlags): SidecarSettings | undefined {
   if (!o.sidecarCidr?.length) return undefined;
   const num = (v: string | undefined, d: number) => (v === undefined || v === '' ? d : Number(v));
-  const list = (v: string | undefined) => (v ?? '').split(',').map((x) => x.trim()).filter(Boolean).map(Number);
+  const list = (v: string | undefined) =>
+    (v ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean)
+      .map(Number);
   try {
     return sidecarSettings(o.sidecarCidr, {
       outboundPort: num(o.sidecarOutboundPort, ISTIO_SIDECAR_DEFAULTS.outboundPort),
@@ -57,15 +67,7 @@ export function sidecarFrom(o: SidecarFlags): SidecarSettings | undefined {
   }
 }
 
-export function localityFrom(o: {
-  nodeIp?: string[];
-  podCidr?: string[];
-  network?: string;
-  clusterId?: string;
-  nodeName?: string;
-  excludeNamespace?: string[];
-  excludeWorkload?: string[];
-}): Locality {
+export function localityFrom(o: { nodeIp?: string[]; podCidr?: string[]; network?: string; clusterId?: string; nodeName?: string; excludeNamespace?: string[]; excludeWorkload?: string[] }): Locality {
   const nodeIps = (o.nodeIp?.length ? o.nodeIp : discoverNodeIps()).map((x) => formatIp(parseIp(x).bytes));
   const podCidrs = (o.podCidr ?? []).map((x) => formatCidr(parseCidr(x)));
   const l: Locality = { nodeIps, podCidrs, network: o.network ?? '' };

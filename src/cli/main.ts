@@ -18,10 +18,7 @@ import { lockOwner } from '../agent/lock.js';
 
 export function buildProgram(): Command {
   const program = new Command('meshbpf')
-    .description(
-      'eBPF sockmap redirect manager for service meshes. Same-node L4 traffic moves\nsocket to socket; ' +
-        'L7 flows still reach Envoy; anything unknown keeps the normal path.',
-    )
+    .description('eBPF sockmap redirect manager for service meshes. Same-node L4 traffic moves\nsocket to socket; ' + 'L7 flows still reach Envoy; anything unknown keeps the normal path.')
     .version(VERSION)
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('warn').env('MESHBPF_LOG_LEVEL'))
     .hook('preAction', (cmd) => setLogLevel(cmd.opts().logLevel as string))
@@ -85,7 +82,10 @@ export function buildProgram(): Command {
     .description(`decode and print map entries (all maps, or one of: ${MAP_NAMES.join(', ')})`)
     .addOption(pinDirOption())
     .addOption(outputOption())
-    .addHelpText('after', '\nJSON schema: { "<map>": [ { "key": ..., "value": ... } ] } (see README, "Reading a dump")\n\nExamples:\n  meshbpf maps dump mb_stats\n  meshbpf maps dump -o json | jq .mb_policy')
+    .addHelpText(
+      'after',
+      '\nJSON schema: { "<map>": [ { "key": ..., "value": ... } ] } (see README, "Reading a dump")\n\nExamples:\n  meshbpf maps dump mb_stats\n  meshbpf maps dump -o json | jq .mb_policy',
+    )
     .action((name: string | undefined, o) => {
       if (name !== undefined && !MAP_NAMES.includes(name as MapName)) throw new UserError(`unknown map ${JSON.stringify(name)} (maps: ${MAP_NAMES.join(', ')})`);
       const which = name ? [name as MapName] : [...MAP_NAMES];
@@ -105,7 +105,7 @@ export function buildProgram(): Command {
     .description('add or replace an endpoint: an IP (host prefix) or a CIDR such as a local pod range')
     .option('--local', 'the address lives on this node (node IP or local pod CIDR)', false)
     .option('--no-mesh', 'mark as outside the mesh')
-    .option('--network <id>', 'network id (0 = this node\'s network; others never short-circuit)', intArg('--network', 0, 0xffffffff), 0)
+    .option('--network <id>', "network id (0 = this node's network; others never short-circuit)", intArg('--network', 0, 0xffffffff), 0)
     .option('--workload <id>', 'opaque workload id shown in dumps', intArg('--workload', 0, 0xffffffff), 0)
     .addOption(pinDirOption())
     .addHelpText('after', '\nExamples:\n  meshbpf endpoints add 10.244.1.0/24 --local\n  meshbpf endpoints add fd00:10:244:1::/64 --local\n  meshbpf endpoints add 10.0.9.7 --network 2')

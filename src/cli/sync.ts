@@ -21,7 +21,10 @@ export function registerSync(program: Command): void {
       .addOption(pinDirOption())
       .addOption(outputOption()),
   )
-    .addHelpText('after', '\nExamples:\n  meshbpf sync --xds-file examples/snapshot.yaml --pod-cidr 198.18.0.0/24\n  istioctl proxy-config all POD -o json > dump.json && meshbpf sync --xds-file dump.json --pod-cidr 10.244.1.0/24 --pod-cidr fd00:10:244:1::/64')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  meshbpf sync --xds-file examples/snapshot.yaml --pod-cidr 198.18.0.0/24\n  istioctl proxy-config all POD -o json > dump.json && meshbpf sync --xds-file dump.json --pod-cidr 10.244.1.0/24 --pod-cidr fd00:10:244:1::/64',
+    )
     .action((o) => {
       const locality = localityFrom(o);
       const sidecar = sidecarFrom(o);
@@ -58,7 +61,9 @@ export function registerSync(program: Command): void {
         };
         if (o.output === 'json') return print(json(summary));
         const c = (x: { added: number; changed: number; removed: number; unchanged: number }) => `+${x.added} ~${x.changed} -${x.removed} (=${x.unchanged})`;
-        print(`synced ${o.xdsFile} in ${summary.ms} ms: endpoints ${c(r.counts.endpoints)}, policies ${c(r.counts.policies)}; ${summary.verdicts.bypass} bypass, ${summary.verdicts.proxy} proxy verdicts; ${summary.skipped} endpoints skipped; sidecar pairing ${sidecar ? `on for ${sc.captured} captured prefixes` : 'off'}`);
+        print(
+          `synced ${o.xdsFile} in ${summary.ms} ms: endpoints ${c(r.counts.endpoints)}, policies ${c(r.counts.policies)}; ${summary.verdicts.bypass} bypass, ${summary.verdicts.proxy} proxy verdicts; ${summary.skipped} endpoints skipped; sidecar pairing ${sidecar ? `on for ${sc.captured} captured prefixes` : 'off'}`,
+        );
       } finally {
         maps.close();
       }

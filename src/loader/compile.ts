@@ -54,7 +54,11 @@ export function inputsHash(name: string, defines: readonly string[], srcDir = BP
   const src = join(srcDir, `${name}.c`);
   if (!existsSync(src)) return undefined;
   const inc = join(srcDir, 'include');
-  const headers = existsSync(inc) ? readdirSync(inc).filter((f) => f.endsWith('.h')).sort() : [];
+  const headers = existsSync(inc)
+    ? readdirSync(inc)
+        .filter((f) => f.endsWith('.h'))
+        .sort()
+    : [];
   const h = createHash('sha256');
   h.update(`flags ${FLAGS.join(' ')}\ndefines ${[...defines].sort().join(' ')}\n`);
   h.update(`${name}.c\n`).update(readFileSync(src));
@@ -125,7 +129,9 @@ function compileOne(name: string, out: string, defines: readonly string[], srcDi
     rmSync(tmp, { force: true });
     const err = e as NodeJS.ErrnoException & { stderr?: Buffer };
     if (err.code === 'ENOENT') {
-      throw new UserError(`BPF object ${out} is ${why} and clang is not installed: install clang to build from source (scripts/setup.sh), or install the meshbpf package, which ships prebuilt objects`);
+      throw new UserError(
+        `BPF object ${out} is ${why} and clang is not installed: install clang to build from source (scripts/setup.sh), or install the meshbpf package, which ships prebuilt objects`,
+      );
     }
     const first = (err.stderr?.toString() ?? err.message).split('\n').find((l) => l.includes('error')) ?? err.message;
     throw new UserError(`compiling ${src} failed: ${first.trim()}`);

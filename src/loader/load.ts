@@ -375,7 +375,10 @@ function verifierError(path: string, err: unknown, bufs: Map<string, Buffer>, me
       return new VerifierError(name, path, text);
     }
   }
-  const why = messages.filter((m) => /error|fail|invalid|unknown|not supported/i.test(m)).slice(-4).join('; ');
+  const why = messages
+    .filter((m) => /error|fail|invalid|unknown|not supported/i.test(m))
+    .slice(-4)
+    .join('; ');
   return new UserError(`loading ${path} failed: ${(err as Error).message}${why ? ` (${why})` : ''}`);
 }
 

@@ -27,9 +27,7 @@ export function dumpMap(maps: MeshMaps, name: MapName): DumpEntry[] {
     case 'mb_endpoints':
       return [...maps.endpoints.entries()].map(([k, v]) => ({ key: k, value: v })).sort((a, b) => String(a.key).localeCompare(String(b.key)));
     case 'mb_policy':
-      return [...maps.policy.entries()]
-        .map(([k, v]) => ({ key: k, value: v }))
-        .sort((a, b) => a.key.ip.localeCompare(b.key.ip) || a.key.port - b.key.port);
+      return [...maps.policy.entries()].map(([k, v]) => ({ key: k, value: v })).sort((a, b) => a.key.ip.localeCompare(b.key.ip) || a.key.port - b.key.port);
     case 'mb_stats': {
       const s = readStats(maps.stats);
       return STAT_NAMES.map((n) => ({ key: n, value: Number(s[n]) }));
@@ -50,9 +48,7 @@ export function dumpMap(maps: MeshMaps, name: MapName): DumpEntry[] {
         .map(([k, v]) => ({ key: k, value: { ...v, verdict: v.bypass ? 'bypass' : 'proxy' } }))
         .sort((a, b) => a.key.ip.localeCompare(b.key.ip) || a.key.port - b.key.port);
     case 'mb_backends':
-      return [...maps.backends.entries()]
-        .map(([k, v]) => ({ key: k, value: v }))
-        .sort((a, b) => a.key.serviceId - b.key.serviceId || a.key.slot - b.key.slot);
+      return [...maps.backends.entries()].map(([k, v]) => ({ key: k, value: v })).sort((a, b) => a.key.serviceId - b.key.serviceId || a.key.slot - b.key.slot);
     case 'mb_netns':
       return [...maps.netns.entries()].map(([k, v]) => ({ key: k.toString(), value: v })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
@@ -104,8 +100,18 @@ export function renderTable(name: MapName, entries: DumpEntry[]): string {
     case 'mb_legs':
       rows.push(['CLIENT', 'LEG', 'EXPECTS SERVER', 'STATE']);
       for (const e of entries) {
-        const v = e.value as { leg: string; poisoned: boolean; client: { localIp: string; localPort: number; remoteIp: string; remotePort: number }; claim: { localIp: string; localPort: number; netnsCookie: string } };
-        rows.push([`${hostPort(v.client.localIp, v.client.localPort)} -> ${hostPort(v.client.remoteIp, v.client.remotePort)}`, v.leg, `${hostPort(v.claim.localIp, v.claim.localPort)}${v.claim.netnsCookie !== '0' ? ' (in pod)' : ''}`, v.poisoned ? 'ambiguous' : 'ok']);
+        const v = e.value as {
+          leg: string;
+          poisoned: boolean;
+          client: { localIp: string; localPort: number; remoteIp: string; remotePort: number };
+          claim: { localIp: string; localPort: number; netnsCookie: string };
+        };
+        rows.push([
+          `${hostPort(v.client.localIp, v.client.localPort)} -> ${hostPort(v.client.remoteIp, v.client.remotePort)}`,
+          v.leg,
+          `${hostPort(v.claim.localIp, v.claim.localPort)}${v.claim.netnsCookie !== '0' ? ' (in pod)' : ''}`,
+          v.poisoned ? 'ambiguous' : 'ok',
+        ]);
       }
       break;
     case 'mb_services':

@@ -101,7 +101,6 @@ export interface MeshMaps {
   close(): void;
 }
 
-
 export function openMaps(pinDir: string, opts: { readOnly?: boolean } = {}): MeshMaps {
   const p = pinPaths(pinDir);
   for (const name of MAP_NAMES) {

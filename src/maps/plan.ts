@@ -12,7 +12,20 @@
 // This file is the pure half: encoding and diffing, no syscalls (sync.ts
 // applies the plan, in batches where the kernel and map type allow).
 import type { DesiredState, ServiceEntry } from '../policy/types.js';
-import { backendKey, backendValue, serviceValue, type ServiceValue, endpointKey, endpointValue, policyKey, policyValue, verdictCode, type EndpointValue, type PolicyKey, type PolicyValue } from './codecs.js';
+import {
+  backendKey,
+  backendValue,
+  serviceValue,
+  type ServiceValue,
+  endpointKey,
+  endpointValue,
+  policyKey,
+  policyValue,
+  verdictCode,
+  type EndpointValue,
+  type PolicyKey,
+  type PolicyValue,
+} from './codecs.js';
 
 /** Encoded entries read from the kernel: key bytes (latin1 string, exact) -> value bytes. */
 export type RawEntries = Map<string, string>;
@@ -191,7 +204,6 @@ export function planSync(desired: EncodedState, current: CurrentState): { plan: 
   }
   return { plan, counts };
 }
-
 
 // ---- service VIPs: mb_services + mb_backends ----
 //

@@ -172,7 +172,7 @@ export function checkCapacity(t: SyncTargets, desired: EncodedState, current: Cu
 export function syncMaps(t: SyncTargets, desired: DesiredState, current?: CurrentState, encoded?: EncodedState): SyncResult & { applied: EncodedState } {
   const t0 = performance.now();
   const cur = current ?? { endpoints: readRaw(t.endpoints), policy: readRaw(t.policy) };
-  const svcCur = t.services && t.backends ? cur.services ?? { services: readRaw(t.services), backends: readRaw(t.backends) } : undefined;
+  const svcCur = t.services && t.backends ? (cur.services ?? { services: readRaw(t.services), backends: readRaw(t.backends) }) : undefined;
   const t1 = performance.now();
   const enc = encoded ?? encodeDesired(desired);
   const { plan, counts } = planSync(enc, cur);
@@ -195,14 +195,24 @@ export function syncMaps(t: SyncTargets, desired: DesiredState, current?: Curren
     throw rollback(t, cur, e as Error, svcCur);
   }
   const t3 = performance.now();
-  return { counts: { ...counts, ...(svc ? svc.counts : {}) }, applied: enc, ms: { read: t1 - t0, plan: t2 - t1, apply: t3 - t2, total: t3 - t0, applyPolicy: per.policyMs, applyEndpoints: per.endpointsMs } };
+  return {
+    counts: { ...counts, ...(svc ? svc.counts : {}) },
+    applied: enc,
+    ms: { read: t1 - t0, plan: t2 - t1, apply: t3 - t2, total: t3 - t0, applyPolicy: per.policyMs, applyEndpoints: per.endpointsMs },
+  };
 }
 
 /** Put one map's raw entries back as they were (removals, then writes). */
 function restoreRaw<K, V>(m: BpfMap<K, V>, prev: RawEntries): void {
   const now = readRaw(m);
-  applyDeletes(m, [...now.keys()].filter((k) => !prev.has(k)));
-  applyPairs(m, [...prev].filter(([k, v]) => now.get(k) !== v));
+  applyDeletes(
+    m,
+    [...now.keys()].filter((k) => !prev.has(k)),
+  );
+  applyPairs(
+    m,
+    [...prev].filter(([k, v]) => now.get(k) !== v),
+  );
 }
 
 /** Put the maps back to `prev` after a failed apply; the error to throw says whether that worked. */

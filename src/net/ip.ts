@@ -20,7 +20,6 @@ export interface Cidr {
 
 const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
 
-
 function parseV4Into(s: string, out: Buffer, off: number): void {
   const parts = s.split('.');
   for (let i = 0; i < 4; i++) out[off + i] = Number(parts[i]);
@@ -151,7 +150,7 @@ export function formatIp(b: Buffer | Uint8Array): string {
   // longest run of zero groups (length >= 2) becomes ::
   let bestStart = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;

@@ -50,10 +50,15 @@ export class AddressBook {
     // A dotted quad that passed the parser is already canonical (no leading zeros).
     const canon = ip.family === 4 && !text.includes(':') ? text.trim() : formatIp(ip.bytes);
     // Different spellings of one address share one record.
-    let a = canon === text ? undefined : this.addrs.get(canon) ?? undefined;
+    let a = canon === text ? undefined : (this.addrs.get(canon) ?? undefined);
     if (!a) {
       let inLocal = this.nodeIps.has(canon);
-      if (!inLocal) for (const p of this.podCidrs) if (cidrContains(p, ip.bytes)) { inLocal = true; break; }
+      if (!inLocal)
+        for (const p of this.podCidrs)
+          if (cidrContains(p, ip.bytes)) {
+            inLocal = true;
+            break;
+          }
       a = {
         idx: this.list.length,
         text: canon,

@@ -68,9 +68,7 @@ function parseChain(problems: Problems, lname: string, raw: Json | undefined, i:
   if (aps.length) sniff = `chain ${name} matches application_protocols [${aps.join(',')}] (protocol sniffing)`;
   else if (tp) sniff = `chain ${name} matches transport_protocol ${tp} (protocol detection)`;
   else if (sns.length) sniff = `chain ${name} matches server_names (TLS SNI inspection)`;
-  const partial =
-    sniff !== undefined ||
-    ['source_prefix_ranges', 'direct_source_prefix_ranges', 'source_ports', 'source_type'].some((k) => m?.[k] !== undefined && m[k] !== 'ANY');
+  const partial = sniff !== undefined || ['source_prefix_ranges', 'direct_source_prefix_ranges', 'source_ports', 'source_type'].some((k) => m?.[k] !== undefined && m[k] !== 'ANY');
   const matchBits: string[] = [];
   if (dport !== undefined) matchBits.push(`destination_port=${dport}`);
   if (ranges.text) matchBits.push(`prefix_ranges=${ranges.text}`);

@@ -87,10 +87,7 @@ export class EndpointIndex {
     }
   }
 
-  private endpointAddress(
-    e: { cluster: string; lb: JsonObject; net: string | undefined; workload: string | undefined; targets: Target[] },
-    address: Json | undefined,
-  ): void {
+  private endpointAddress(e: { cluster: string; lb: JsonObject; net: string | undefined; workload: string | undefined; targets: Target[] }, address: Json | undefined): void {
     const { cluster, lb, net, workload, targets } = e;
     const skipped = this.ctx.skipped;
     const a = obj(address);
@@ -127,10 +124,7 @@ export class EndpointIndex {
     if (internal) {
       // HBONE / waypoint tunnels: Envoy wraps the bytes; the socket never talks to the pod directly.
       const via = str(internal['server_listener_name']) ?? '?';
-      const id =
-        str(path(lb['metadata'], 'filter_metadata', 'envoy.filters.listener.original_dst', 'local')) ??
-        str(internal['endpoint_id']) ??
-        '?';
+      const id = str(path(lb['metadata'], 'filter_metadata', 'envoy.filters.listener.original_dst', 'local')) ?? str(internal['endpoint_id']) ?? '?';
       skipped.push({ cluster, address: id, reason: `envoy_internal_address via internal listener ${via} (HBONE/waypoint tunnel): not a bypass candidate` });
       return;
     }
@@ -200,9 +194,7 @@ export class EndpointIndex {
       }
     } else {
       const t = this.claTargets.get(name);
-      r = t
-        ? { targets: t, kind: 'eds', note: `cluster ${name} (not in CDS; endpoints from EDS)` }
-        : { targets: [], kind: 'unknown', note: `cluster ${name} unknown` };
+      r = t ? { targets: t, kind: 'eds', note: `cluster ${name} (not in CDS; endpoints from EDS)` } : { targets: [], kind: 'unknown', note: `cluster ${name} unknown` };
     }
     this.resolvedCache.set(name, r);
     return r;

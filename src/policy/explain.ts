@@ -104,11 +104,7 @@ function lookup(state: DesiredState, ip: Ip): EndpointMatch {
 function describe(role: string, m: EndpointMatch): string {
   const e = m.entry;
   if (!e) return `${role} ${m.ip}: no endpoint entry (not a known mesh/local address)`;
-  const bits = [
-    e.local ? 'local' : 'not local',
-    e.mesh ? 'mesh' : 'not mesh',
-    `network ${e.networkId}${m.network ? ` (${m.network})` : ''}`,
-  ];
+  const bits = [e.local ? 'local' : 'not local', e.mesh ? 'mesh' : 'not mesh', `network ${e.networkId}${m.network ? ` (${m.network})` : ''}`];
   if (m.workload) bits.push(`workload ${m.workload}`);
   return `${role} ${m.ip}: endpoint ${e.cidr} ${bits.join(', ')}`;
 }
@@ -118,11 +114,7 @@ function describe(role: string, m: EndpointMatch): string {
  * with `from`, whether a connection from that client address would be
  * short-circuited. Throws AddressError for an invalid ip or port.
  */
-export function explain(
-  state: DesiredState & Partial<Pick<CompiledState, 'skipped'>>,
-  dst: { ip: string; port: number | string },
-  from?: string,
-): Explanation {
+export function explain(state: DesiredState & Partial<Pick<CompiledState, 'skipped'>>, dst: { ip: string; port: number | string }, from?: string): Explanation {
   const dip = parseIp(dst.ip);
   const port = parsePort(dst.port);
   const d = lookup(state, dip);

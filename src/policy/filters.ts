@@ -8,10 +8,7 @@ import { arr, obj, path, str } from './json.js';
 
 const T = 'type.googleapis.com/';
 
-export const TCP_PROXY_TYPES = new Set([
-  `${T}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`,
-  `${T}envoy.config.filter.network.tcp_proxy.v2.TcpProxy`,
-]);
+export const TCP_PROXY_TYPES = new Set([`${T}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`, `${T}envoy.config.filter.network.tcp_proxy.v2.TcpProxy`]);
 export const HCM_TYPES = new Set([
   `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
   `${T}envoy.config.filter.network.http_connection_manager.v2.HttpConnectionManager`,

@@ -39,7 +39,7 @@ export function buildOutput(ctx: CompileContext, book: AddressBook, services?: S
   for (const a of sorted) {
     if (!a.mesh && !a.nodeIp) continue;
     flushCidrsBefore(a.bytes);
-    const networkId = a.remoteNet === undefined ? 0 : netId.get(a.remoteNet) ?? 0;
+    const networkId = a.remoteNet === undefined ? 0 : (netId.get(a.remoteNet) ?? 0);
     const cidr = hostCidr(a);
     if (seenCidr.has(cidr)) continue; // a pod CIDR written as a host prefix
     endpoints.push({
@@ -49,7 +49,7 @@ export function buildOutput(ctx: CompileContext, book: AddressBook, services?: S
       // Node IPs are local but are not mesh workloads unless the control plane says so.
       mesh: a.mesh,
       networkId,
-      workloadId: a.workload === undefined ? 0 : wlId.get(a.workload) ?? 0,
+      workloadId: a.workload === undefined ? 0 : (wlId.get(a.workload) ?? 0),
     });
   }
   flushCidrsBefore(undefined);

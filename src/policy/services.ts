@@ -81,9 +81,7 @@ export class ServiceCollector {
   /** Sorted entries and their reason keys (rule ids are assigned by output.ts). */
   list(): Array<{ entry: Omit<ServiceEntry, 'ruleId'>; key: string }> {
     const out = [...this.drafts.values()].map((d) => {
-      const backends = [...d.backends.values()]
-        .sort((x, y) => x.addr.bytes.compare(y.addr.bytes) || x.port - y.port)
-        .map((b) => ({ ip: b.addr.text, port: b.port }));
+      const backends = [...d.backends.values()].sort((x, y) => x.addr.bytes.compare(y.addr.bytes) || x.port - y.port).map((b) => ({ ip: b.addr.text, port: b.port }));
       return { entry: { vip: d.vip.text, port: d.port, verdict: d.verdict, backends }, key: d.key, bytes: d.vip.bytes };
     });
     out.sort((x, y) => x.bytes.compare(y.bytes) || x.entry.port - y.entry.port);

@@ -61,7 +61,12 @@ function hasWaypoint(x: JsonObject): boolean {
 /** What we do not model on a resource: any of it keeps the destination on ztunnel's path. */
 function unmodelled(x: JsonObject, unknown: Json | undefined): string[] {
   const why: string[] = [];
-  if (arr(x.extensions).length) why.push(`extensions ${arr(x.extensions).map((e) => str(obj(e)?.name) ?? '?').join(',')}`);
+  if (arr(x.extensions).length)
+    why.push(
+      `extensions ${arr(x.extensions)
+        .map((e) => str(obj(e)?.name) ?? '?')
+        .join(',')}`,
+    );
   const u = arr(unknown).map(String);
   if (u.length) why.push(`fields unknown to our workload.proto (${u.join(', ')})`);
   return why;
@@ -256,8 +261,8 @@ export function compileWds(snap: XdsSnapshot, loc: Locality): { state: CompiledS
   const wlNames = ['', ...[...new Set(list.map((r) => r.workload).filter((n): n is string => n !== undefined))].sort()];
   const wlId = new Map(wlNames.map((n, i) => [n, i] as const));
   const endpoints: EndpointEntry[] = list.map((r) => {
-    const networkId = r.remoteNet === undefined ? 0 : netId.get(r.remoteNet) ?? 0;
-    return { cidr: `${r.text}/${r.family === 4 ? 32 : 128}`, local: r.local && networkId === 0, mesh: r.mesh, networkId, workloadId: r.workload === undefined ? 0 : wlId.get(r.workload) ?? 0 };
+    const networkId = r.remoteNet === undefined ? 0 : (netId.get(r.remoteNet) ?? 0);
+    return { cidr: `${r.text}/${r.family === 4 ? 32 : 128}`, local: r.local && networkId === 0, mesh: r.mesh, networkId, workloadId: r.workload === undefined ? 0 : (wlId.get(r.workload) ?? 0) };
   });
   const sortedSlots = [...slots.values()].sort((a, b) => a.ip.bytes.compare(b.ip.bytes) || a.port - b.port);
   const ruleKeys = [...new Set(sortedSlots.map((s) => s.key))].sort();
@@ -319,7 +324,13 @@ export function serviceEntries(svcs: readonly ServiceVip[], policies: readonly P
           .sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
         const allBypass = backends.length > 0 && backends.every((b) => verdictOf.get(`${b.ip}|${b.port}`) === 'bypass');
         const verdict: Verdict = !s.waypoint && allBypass ? 'bypass' : 'proxy';
-        const why = s.waypoint ? 'the service has a waypoint: L7, PROXY' : allBypass ? 'every local backend is BYPASS at its target port' : backends.length ? 'a local backend is not BYPASS: PROXY' : 'no local backend: kube-proxy / ztunnel handle every connect';
+        const why = s.waypoint
+          ? 'the service has a waypoint: L7, PROXY'
+          : allBypass
+            ? 'every local backend is BYPASS at its target port'
+            : backends.length
+              ? 'a local backend is not BYPASS: PROXY'
+              : 'no local backend: kube-proxy / ztunnel handle every connect';
         const id = rules.length;
         rules.push({ id, reasons: [`WDS service ${s.name} ${v.ip.includes(':') ? `[${v.ip}]` : v.ip}:${p.port}`, why] });
         const key = `${v.ip}|${p.port}`;

@@ -506,7 +506,10 @@ export function probeHelper(progType: number, helperId: number, expectedAttachTy
       closeSync(fd);
       return true;
     }
-    const text = Buffer.from(koffi.decode(logBuf, 'uint8_t', LOG) as number[]).toString('utf8').split('\0')[0] ?? '';
+    const text =
+      Buffer.from(koffi.decode(logBuf, 'uint8_t', LOG) as number[])
+        .toString('utf8')
+        .split('\0')[0] ?? '';
     return helperInLog(text);
   } finally {
     koffi.free(logBuf);

@@ -40,7 +40,14 @@ if (mode === 'serve') {
   const one = (body: Buffer) =>
     new Promise<void>((resolve, reject) => {
       const req = http.request(
-        { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port), path: url.pathname, method: 'POST', agent, headers: { 'content-length': body.length, 'content-type': 'application/octet-stream' } },
+        {
+          host: url.hostname.replace(/^\[|\]$/g, ''),
+          port: Number(url.port),
+          path: url.pathname,
+          method: 'POST',
+          agent,
+          headers: { 'content-length': body.length, 'content-type': 'application/octet-stream' },
+        },
         (res) => {
           const parts: Buffer[] = [];
           res.on('data', (d: Buffer) => parts.push(d));

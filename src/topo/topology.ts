@@ -187,4 +187,3 @@ export function leftovers(): { netns: string[]; cgroups: string[]; pins: string[
   const pins = existsSync('/sys/fs/bpf') ? readdirSync('/sys/fs/bpf').filter((n) => n.startsWith('mbt-')) : [];
   return { netns, cgroups, pins };
 }
-

@@ -135,7 +135,7 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
     this.opts = opts;
     this.api = opts.api ?? 'envoy';
     // istiod serves WDS on DeltaAggregatedResources only; ztunnel speaks nothing else
-    this.mode = this.api === 'wds' ? 'delta' : opts.mode ?? 'sotw';
+    this.mode = this.api === 'wds' ? 'delta' : (opts.mode ?? 'sotw');
     this.current = emptySnapshot(this.api);
     this.log = opts.logger ?? child('xds');
     const n = opts.node;

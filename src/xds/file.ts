@@ -107,22 +107,16 @@ function collectDump(c: Collected, configs: Json[]): void {
     if (t === ADMIN + 'ClustersConfigDump') {
       if (typeof cfg.version_info === 'string') c.versions.cds = cfg.version_info;
       arr(cfg.static_clusters).forEach((e, j) => push(c, 'cds', isObject(e) ? e.cluster : e, `${where}.static_clusters[${j}].cluster`));
-      arr(cfg.dynamic_active_clusters).forEach((e, j) =>
-        push(c, 'cds', isObject(e) ? e.cluster : e, `${where}.dynamic_active_clusters[${j}].cluster`),
-      );
+      arr(cfg.dynamic_active_clusters).forEach((e, j) => push(c, 'cds', isObject(e) ? e.cluster : e, `${where}.dynamic_active_clusters[${j}].cluster`));
     } else if (t === ADMIN + 'EndpointsConfigDump') {
-      arr(cfg.static_endpoint_configs).forEach((e, j) =>
-        push(c, 'eds', isObject(e) ? e.endpoint_config : e, `${where}.static_endpoint_configs[${j}].endpoint_config`),
-      );
+      arr(cfg.static_endpoint_configs).forEach((e, j) => push(c, 'eds', isObject(e) ? e.endpoint_config : e, `${where}.static_endpoint_configs[${j}].endpoint_config`));
       arr(cfg.dynamic_endpoint_configs).forEach((e, j) => {
         if (isObject(e) && typeof e.version_info === 'string' && c.versions.eds === undefined) c.versions.eds = e.version_info;
         push(c, 'eds', isObject(e) ? e.endpoint_config : e, `${where}.dynamic_endpoint_configs[${j}].endpoint_config`);
       });
     } else if (t === ADMIN + 'ListenersConfigDump') {
       if (typeof cfg.version_info === 'string') c.versions.lds = cfg.version_info;
-      arr(cfg.static_listeners).forEach((e, j) =>
-        push(c, 'lds', isObject(e) ? e.listener : e, `${where}.static_listeners[${j}].listener`, true),
-      );
+      arr(cfg.static_listeners).forEach((e, j) => push(c, 'lds', isObject(e) ? e.listener : e, `${where}.static_listeners[${j}].listener`, true));
       arr(cfg.dynamic_listeners).forEach((e, j) => {
         // only what is serving: warming and draining states are not the current config
         const active = isObject(e) ? e.active_state : undefined;
@@ -221,15 +215,17 @@ export function snapshotFromDocument(doc: Json, source = '<input>'): ParseResult
       else target.set(key, x.res);
     }
   }
-  if (errors.total) throw new XdsParseError(errors.first.map((e) => `${source}: ${e}`), errors.total);
+  if (errors.total)
+    throw new XdsParseError(
+      errors.first.map((e) => `${source}: ${e}`),
+      errors.total,
+    );
   // Nothing usable (only unknown or foreign types, an empty list) would remove
   // every entry from the kernel. That must be said on purpose, not by accident.
   const usable = snap.clusters.size + snap.endpoints.size + snap.listeners.size;
   if (usable === 0 && !(isObject(doc) && doc.allow_empty === true)) {
     const types = [...new Set(c.ignored)];
-    const what = c.ignoredCount
-      ? `${c.ignoredCount} resources ignored (${types.slice(0, 3).join(', ')}${types.length > 3 ? `, and ${types.length - 3} more types` : ''})`
-      : 'the list is empty';
+    const what = c.ignoredCount ? `${c.ignoredCount} resources ignored (${types.slice(0, 3).join(', ')}${types.length > 3 ? `, and ${types.length - 3} more types` : ''})` : 'the list is empty';
     throw new XdsParseError([`${source}: no cluster, endpoint or listener to apply: ${what}; to remove every entry on purpose, write {"resources": [], "allow_empty": true}`]);
   }
   snap.versions = c.versions;
@@ -575,7 +571,8 @@ export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsS
       if (v !== undefined) t.lastAckVersion = v;
       t.resources = resourcesOf(result.snapshot, k).size;
     }
-    if (result.ignoredCount) this.log.info({ ignored: result.ignoredCount, types: result.ignored.slice(0, 5) }, `xds file: ${result.ignoredCount} entries ignored (not clusters, endpoints or listeners)`);
+    if (result.ignoredCount)
+      this.log.info({ ignored: result.ignoredCount, types: result.ignored.slice(0, 5) }, `xds file: ${result.ignoredCount} entries ignored (not clusters, endpoints or listeners)`);
     if (isWdsSnapshot(result.snapshot)) {
       this.st.api = 'wds';
       for (const k of WDS_KIND_NAMES) {

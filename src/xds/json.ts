@@ -8,7 +8,6 @@ import { ProtoJsonError } from '../errors.js';
 import { lookupType } from './protos.js';
 import type { Json, JsonObject } from './types.js';
 
-
 const WRAPPERS = new Set([
   'google.protobuf.DoubleValue',
   'google.protobuf.FloatValue',

@@ -46,11 +46,68 @@ export interface ResourceKind {
 }
 
 export const KINDS: Readonly<Record<XdsKind, ResourceKind>> = {
-  cds: { kind: 'cds', api: 'envoy', typeUrl: TYPE_CLUSTER, label: 'cluster', nameField: 'name', transportNamed: false, snapshotKey: 'clusters', byName: false, prunesEndpoints: true, validate: validateClusterBody },
-  eds: { kind: 'eds', api: 'envoy', typeUrl: TYPE_ENDPOINT, label: 'ClusterLoadAssignment', nameField: 'cluster_name', transportNamed: false, snapshotKey: 'endpoints', byName: true, prunesEndpoints: true, validate: validateClaBody },
-  lds: { kind: 'lds', api: 'envoy', typeUrl: TYPE_LISTENER, label: 'listener', nameField: 'name', transportNamed: false, snapshotKey: 'listeners', byName: false, prunesEndpoints: false, validate: validateListenerBody },
-  address: { kind: 'address', api: 'wds', typeUrl: TYPE_ADDRESS, label: 'Address', nameField: undefined, name: addressName, transportNamed: true, snapshotKey: 'addresses', byName: false, prunesEndpoints: false, validate: validateAddressBody },
-  authorization: { kind: 'authorization', api: 'wds', typeUrl: TYPE_AUTHORIZATION, label: 'Authorization', nameField: undefined, name: authorizationName, transportNamed: true, snapshotKey: 'authorizations', byName: false, prunesEndpoints: false, validate: validateAuthorizationBody },
+  cds: {
+    kind: 'cds',
+    api: 'envoy',
+    typeUrl: TYPE_CLUSTER,
+    label: 'cluster',
+    nameField: 'name',
+    transportNamed: false,
+    snapshotKey: 'clusters',
+    byName: false,
+    prunesEndpoints: true,
+    validate: validateClusterBody,
+  },
+  eds: {
+    kind: 'eds',
+    api: 'envoy',
+    typeUrl: TYPE_ENDPOINT,
+    label: 'ClusterLoadAssignment',
+    nameField: 'cluster_name',
+    transportNamed: false,
+    snapshotKey: 'endpoints',
+    byName: true,
+    prunesEndpoints: true,
+    validate: validateClaBody,
+  },
+  lds: {
+    kind: 'lds',
+    api: 'envoy',
+    typeUrl: TYPE_LISTENER,
+    label: 'listener',
+    nameField: 'name',
+    transportNamed: false,
+    snapshotKey: 'listeners',
+    byName: false,
+    prunesEndpoints: false,
+    validate: validateListenerBody,
+  },
+  address: {
+    kind: 'address',
+    api: 'wds',
+    typeUrl: TYPE_ADDRESS,
+    label: 'Address',
+    nameField: undefined,
+    name: addressName,
+    transportNamed: true,
+    snapshotKey: 'addresses',
+    byName: false,
+    prunesEndpoints: false,
+    validate: validateAddressBody,
+  },
+  authorization: {
+    kind: 'authorization',
+    api: 'wds',
+    typeUrl: TYPE_AUTHORIZATION,
+    label: 'Authorization',
+    nameField: undefined,
+    name: authorizationName,
+    transportNamed: true,
+    snapshotKey: 'authorizations',
+    byName: false,
+    prunesEndpoints: false,
+    validate: validateAuthorizationBody,
+  },
 };
 
 /** Every Envoy kind, in the order they are requested and reported (CDS, EDS, LDS). */
@@ -110,10 +167,7 @@ export function validateResource(kind: XdsKind, r: Json, index?: number): string
  * Validate a whole set of resources of one kind: each resource, then duplicate
  * names. Returns the keyed map or every reason found.
  */
-export function validateSet(
-  kind: XdsKind,
-  items: { res: JsonObject; index: number; name?: string }[],
-): { ok: Map<string, JsonObject>; errors: string[] } {
+export function validateSet(kind: XdsKind, items: { res: JsonObject; index: number; name?: string }[]): { ok: Map<string, JsonObject>; errors: string[] } {
   const ok = new Map<string, JsonObject>();
   const errors: string[] = [];
   for (const { res, index, name } of items) {
@@ -123,7 +177,7 @@ export function validateSet(
       continue;
     }
     const own = resourceName(kind, res);
-    const key = (KINDS[kind].transportNamed ? name ?? own : own) as string;
+    const key = (KINDS[kind].transportNamed ? (name ?? own) : own) as string;
     if (key === undefined) {
       errors.push(`${label(kind, res, index)}: no resource name`);
       continue;

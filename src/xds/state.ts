@@ -70,10 +70,7 @@ function shallowName(kind: XdsKind, any: RawAny): JsonObject | undefined {
  * resource invalid (reason names the resource and the path); unknown nested
  * types stay opaque. Returns keyed resources or all reasons.
  */
-export function decodeAndValidate(
-  kind: XdsKind,
-  items: { any: RawAny; name?: string }[],
-): { ok: Map<string, JsonObject>; errors: string[] } {
+export function decodeAndValidate(kind: XdsKind, items: { any: RawAny; name?: string }[]): { ok: Map<string, JsonObject>; errors: string[] } {
   const decoded: DecodedItem[] = [];
   const errors: string[] = [];
   items.forEach(({ any, name }, index) => {
@@ -153,13 +150,7 @@ export function applySotw(prev: XdsSnapshot, kind: XdsKind, resources: Map<strin
 }
 
 /** Delta: upserts and removals; a removed (or changed-away) EDS cluster takes its endpoints along. */
-export function applyDelta(
-  prev: XdsSnapshot,
-  kind: XdsKind,
-  upserts: Map<string, JsonObject>,
-  removals: string[],
-  version: string | undefined,
-): XdsSnapshot {
+export function applyDelta(prev: XdsSnapshot, kind: XdsKind, upserts: Map<string, JsonObject>, removals: string[], version: string | undefined): XdsSnapshot {
   const s = copy(prev);
   const m = resourcesOf(s, kind);
   for (const r of removals) m.delete(r);

@@ -29,7 +29,7 @@ export function unknownFields(type: protobuf.Type, bytes: Uint8Array, where = ''
       if (field.map) {
         // a map entry is a message {1: key, 2: value}; only message values can hide fields
         if (rt instanceof protobuf.Type) out.push(...mapValueUnknowns(rt, sub, fp, depth + 1));
-      } else if (rt instanceof protobuf.Type && (rt.fullName !== '.google.protobuf.Any')) {
+      } else if (rt instanceof protobuf.Type && rt.fullName !== '.google.protobuf.Any') {
         out.push(...unknownFields(rt, sub, fp, depth + 1));
       }
       continue;

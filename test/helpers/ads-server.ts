@@ -49,9 +49,7 @@ export class FakeAdsServer {
   /** Listen on 127.0.0.1, an ephemeral port; TLS when given a PEM cert and key. */
   async start(tls?: { cert: Buffer; key: Buffer }): Promise<string> {
     const creds = tls ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : grpc.ServerCredentials.createInsecure();
-    this.port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync('127.0.0.1:0', creds, (err, port) => (err ? reject(err) : resolve(port))),
-    );
+    this.port = await new Promise<number>((resolve, reject) => this.server.bindAsync('127.0.0.1:0', creds, (err, port) => (err ? reject(err) : resolve(port))));
     return this.address();
   }
 
@@ -144,13 +142,7 @@ export class FakeAdsServer {
   }
 
   /** Send a DeltaDiscoveryResponse on the latest open stream; returns the nonce. */
-  sendDelta(
-    typeUrl: string,
-    resources: { name: string; version: string; resource: ServedResource }[],
-    removed: string[] = [],
-    systemVersion = '',
-    nonce = `d${++this.nonceSeq}`,
-  ): string {
+  sendDelta(typeUrl: string, resources: { name: string; version: string; resource: ServedResource }[], removed: string[] = [], systemVersion = '', nonce = `d${++this.nonceSeq}`): string {
     const s = this.latest();
     const t = mustType('envoy.service.discovery.v3.DeltaDiscoveryResponse');
     const msg = {
@@ -174,5 +166,3 @@ export class FakeAdsServer {
     }
   }
 }
-
-

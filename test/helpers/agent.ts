@@ -52,7 +52,24 @@ export async function startAgent(o: StartAgentOptions): Promise<AgentProcess> {
   const port = await freePort();
   const listen = `127.0.0.1:${port}`;
   const bin = join(PROJECT_ROOT, 'bin', 'meshbpf.js');
-  const args = [bin, 'agent', '--cgroup', o.cgroup, '--pin-dir', o.pinDir, ...(o.xdsFile ? ['--xds-file', o.xdsFile] : []), '--pod-cidr', o.podCidr, '--node-ip', o.nodeIp, '--listen', listen, '--log-level', 'warn', ...(o.extra ?? [])];
+  const args = [
+    bin,
+    'agent',
+    '--cgroup',
+    o.cgroup,
+    '--pin-dir',
+    o.pinDir,
+    ...(o.xdsFile ? ['--xds-file', o.xdsFile] : []),
+    '--pod-cidr',
+    o.podCidr,
+    '--node-ip',
+    o.nodeIp,
+    '--listen',
+    listen,
+    '--log-level',
+    'warn',
+    ...(o.extra ?? []),
+  ];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHBPF_STATE_DIR: o.stateDir } });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -31,10 +31,7 @@ export function kernelUnavailable(): string | undefined {
  * where kernel tests cannot run, build a throwaway topology before the tests,
  * load meshbpf into it, and remove everything after them, also on failure.
  */
-export function kernelSuite(
-  what: string,
-  spec: { pods: PodSpec[]; kind?: TopologyKind; load?: boolean; teardown?: () => void },
-): { ktest: typeof test.serial; topo: Topology | undefined } {
+export function kernelSuite(what: string, spec: { pods: PodSpec[]; kind?: TopologyKind; load?: boolean; teardown?: () => void }): { ktest: typeof test.serial; topo: Topology | undefined } {
   const why = kernelUnavailable();
   if (why) console.log(`SKIPPING ${what}: ${why}`);
   const topo = why ? undefined : new Topology();

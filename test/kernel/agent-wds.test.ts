@@ -62,7 +62,24 @@ ktest('agent --xds-mode wds: subscribes as ztunnel over TLS, bypasses the plain 
     stateDir,
     podCidr: '198.18.250.0/24', // ignored for WDS: locality comes from the workloads' node
     nodeIp: '198.18.6.1',
-    extra: ['--xds', address, '--xds-mode', 'wds', '--node-name', 'node-a', '--cluster-id', 'c1', '--xds-root-cert', join(TLS, 'server.crt'), '--xds-server-name', 'istiod.meshbpf.test', '--xds-token-file', token, '--exclude-namespace', 'kube-system'],
+    extra: [
+      '--xds',
+      address,
+      '--xds-mode',
+      'wds',
+      '--node-name',
+      'node-a',
+      '--cluster-id',
+      'c1',
+      '--xds-root-cert',
+      join(TLS, 'server.crt'),
+      '--xds-server-name',
+      'istiod.meshbpf.test',
+      '--xds-token-file',
+      token,
+      '--exclude-namespace',
+      'kube-system',
+    ],
   });
   const initial = (url: string) => (r: RecordedRequest) => r.req.type_url === url && r.req.response_nonce === undefined;
   const first = await ads.waitFor(initial(TYPE_ADDRESS), { timeoutMs: 30_000 });
@@ -90,7 +107,10 @@ ktest('agent --xds-mode wds: subscribes as ztunnel over TLS, bypasses the plain 
   t.regex(text.stdout, /xds +wds delta \S+ connected; address ack s1 \(4\), authorization ack p0 \(0\)/);
   t.regex(text.stdout, /exclude +never bypassed: namespaces kube-system; workloads -/);
   const ex = JSON.parse(cli(['policy', 'explain', '198.18.6.9', '5432', '--pin-dir', topo!.pinDir, '-o', 'json'], { env: { MESHBPF_STATE_DIR: stateDir } }).stdout) as { reasons: string[] };
-  t.true(ex.reasons.some((l) => l.startsWith('operator exclusions') && l.includes('kube-system')), ex.reasons.join('\n'));
+  t.true(
+    ex.reasons.some((l) => l.startsWith('operator exclusions') && l.includes('kube-system')),
+    ex.reasons.join('\n'),
+  );
 
   // a namespace-wide policy in ns1: ztunnel must enforce it, so the flow goes back to ztunnel's path
   ads.sendDelta(TYPE_AUTHORIZATION, [{ name: 'ns1/deny-some', version: 'p1', resource: authorization({ name: 'deny-some', namespace: 'ns1', scope: 'NAMESPACE', action: 'DENY' }) }], [], 'p1');

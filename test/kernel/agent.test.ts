@@ -195,7 +195,10 @@ ktest('agent follows the xDS file into the maps; metrics, health, status and dri
   t.is(h2.status, 503, h2.text);
   const body = h2.json() as { healthy: boolean; problems: string[] };
   t.false(body.healthy);
-  t.true(body.problems.some((p) => /sockops|detached/.test(p)), `problem names sockops: ${body.problems.join('; ')}`);
+  t.true(
+    body.problems.some((p) => /sockops|detached/.test(p)),
+    `problem names sockops: ${body.problems.join('; ')}`,
+  );
   t.is(metric((await a.get('/metrics')).text, 'meshbpf_programs_attached'), 0);
 
   t.is(await stopAgent(a), 0, a.output());
@@ -310,7 +313,10 @@ ktest('SIGTERM exits 0 and leaves programs attached and pins in place; --unload-
   const after = status(pin);
   t.false(after.loaded);
   const cg = JSON.parse(execFileSync('bpftool', ['-j', 'cgroup', 'show', topo.cgroup], { encoding: 'utf8' }).trim() || '[]') as Array<{ id: number }>;
-  t.false(cg.some((p) => progIds.includes(p.id)), 'our sockops is no longer attached to the cgroup');
+  t.false(
+    cg.some((p) => progIds.includes(p.id)),
+    'our sockops is no longer attached to the cgroup',
+  );
 });
 
 ktest('agent over ADS (gRPC): maps follow the control plane, a bad update is NACKed, an outage changes nothing', async (t) => {

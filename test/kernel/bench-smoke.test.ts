@@ -103,6 +103,10 @@ ktest('bench --quick writes a well-formed report and leaves nothing behind', asy
 
   const after = leftovers();
   for (const k of ['netns', 'cgroups', 'pins'] as const) {
-    t.deepEqual(after[k].filter((n) => !before![k].includes(n)), [], `no ${k} left behind`);
+    t.deepEqual(
+      after[k].filter((n) => !before![k].includes(n)),
+      [],
+      `no ${k} left behind`,
+    );
   }
 });

@@ -35,7 +35,10 @@ interface Target {
 }
 
 function dashboardTargets(): Target[] {
-  const d = JSON.parse(readFileSync(join(PROJECT_ROOT, 'deploy', 'grafana', 'meshbpf.json'), 'utf8')) as { panels: Array<{ title: string; targets?: Array<{ expr: string }>; panels?: unknown[] }>; templating: { list: Array<{ name: string; definition?: string }> } };
+  const d = JSON.parse(readFileSync(join(PROJECT_ROOT, 'deploy', 'grafana', 'meshbpf.json'), 'utf8')) as {
+    panels: Array<{ title: string; targets?: Array<{ expr: string }>; panels?: unknown[] }>;
+    templating: { list: Array<{ name: string; definition?: string }> };
+  };
   const out: Target[] = [];
   for (const p of d.panels) for (const t of p.targets ?? []) out.push({ expr: t.expr, panel: p.title });
   for (const v of d.templating.list) if (v.definition) out.push({ expr: v.definition, panel: `variable ${v.name}` });
@@ -46,7 +49,12 @@ const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'grou
 
 /** Metric names in a PromQL expression, each with the labels the expression filters or groups it by. */
 function metricsIn(expr: string): Array<{ name: string; labels: string[] }> {
-  const grouped = [...expr.matchAll(/\b(?:by|without|on|ignoring)\s*\(([^)]*)\)/g)].flatMap((m) => m[1]!.split(',').map((s) => s.trim()).filter(Boolean));
+  const grouped = [...expr.matchAll(/\b(?:by|without|on|ignoring)\s*\(([^)]*)\)/g)].flatMap((m) =>
+    m[1]!
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
   const out: Array<{ name: string; labels: string[] }> = [];
   // Strip strings, grouping clauses and ranges; what is left is names, functions and numbers.
   const src = expr

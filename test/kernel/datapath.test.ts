@@ -18,7 +18,6 @@ const { ktest, topo } = kernelSuite('kernel data path tests', {
   ],
 });
 
-
 /** Start each test from empty endpoint/policy maps. */
 function resetMaps(): void {
   const m = openMaps(topo!.pinDir);

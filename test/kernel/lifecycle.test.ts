@@ -26,7 +26,6 @@ const { ktest, topo } = kernelSuite('kernel lifecycle tests', {
   },
 });
 
-
 function bpftool(args: string[]): unknown {
   return JSON.parse(execFileSync('bpftool', ['-j', ...args], { encoding: 'utf8' }).trim() || '[]');
 }
@@ -53,8 +52,15 @@ ktest('load again over live connections: maps reused, programs replaced, the str
 
     const second = load({ pinDir: topo!.pinDir, cgroup: topo!.cgroup });
     t.true(second.upgraded);
-    t.true(second.maps.every((x) => x.reused), 'every pinned map was reused');
-    t.notDeepEqual(second.programs.map((p) => p.id), first.programs.map((p) => p.id), 'new program ids');
+    t.true(
+      second.maps.every((x) => x.reused),
+      'every pinned map was reused',
+    );
+    t.notDeepEqual(
+      second.programs.map((p) => p.id),
+      first.programs.map((p) => p.id),
+      'new program ids',
+    );
     t.is(m.sockets.count(), 2, 'live entries survived the reload');
     t.is(m.policy.get({ ip: B4, port: 6001 })?.verdict, 'bypass', 'policy entries survived');
 
@@ -74,21 +80,32 @@ ktest('unload leaves no pin, link or attachment behind (bpftool)', async (t) => 
   const r = load({ pinDir: topo!.pinDir, cgroup: topo!.cgroup });
   const progIds = r.programs.map((p) => p.id);
   const cg = bpftool(['cgroup', 'show', topo!.cgroup]) as Array<{ id: number }>;
-  t.true(cg.some((p) => progIds.includes(p.id)), 'sockops is attached before unload');
+  t.true(
+    cg.some((p) => progIds.includes(p.id)),
+    'sockops is attached before unload',
+  );
 
   unload({ pinDir: topo!.pinDir });
   t.false(existsSync(topo!.pinDir), 'pin directory removed');
   t.deepEqual(bpftool(['cgroup', 'show', topo!.cgroup]), [], 'nothing attached to the cgroup');
   // Links and programs are freed once the last reference drops (the kernel
   // defers the free), so poll; a leaked fd anywhere keeps them forever.
-  await waitFor(() => {
-    const links = bpftool(['link', 'show']) as Array<{ id: number; prog_id: number }>;
-    return !links.some((l) => l.id === r.linkId || progIds.includes(l.prog_id));
-  }, 5000, 'the link to be freed');
-  await waitFor(() => {
-    const progs = bpftool(['prog', 'show']) as Array<{ id: number }>;
-    return !progs.some((p) => progIds.includes(p.id));
-  }, 5000, 'programs to be freed');
+  await waitFor(
+    () => {
+      const links = bpftool(['link', 'show']) as Array<{ id: number; prog_id: number }>;
+      return !links.some((l) => l.id === r.linkId || progIds.includes(l.prog_id));
+    },
+    5000,
+    'the link to be freed',
+  );
+  await waitFor(
+    () => {
+      const progs = bpftool(['prog', 'show']) as Array<{ id: number }>;
+      return !progs.some((p) => progIds.includes(p.id));
+    },
+    5000,
+    'programs to be freed',
+  );
   t.pass();
 });
 
@@ -120,7 +137,7 @@ ktest('errors a user can cause are one line and a non-zero exit', (t) => {
   for (const [args, re, uid] of cases) {
     const r = cli(args, uid === undefined ? {} : { asUser: uid });
     t.is(r.code, 1, `exit code for ${args.join(' ')}`);
-    t.regex(r.stderr, new RegExp(`^meshbpf: .*${re.source}`), args.join(" "));
+    t.regex(r.stderr, new RegExp(`^meshbpf: .*${re.source}`), args.join(' '));
     t.is(r.stderr.trim().split('\n').length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
   }
   t.false(existsSync(topo!.pinDir), 'failed loads left no pin directory behind');

@@ -17,7 +17,6 @@ const { ktest, topo } = kernelSuite('kernel ordering test', {
   ],
 });
 
-
 ktest('after a peer miss a socket stays on the stack: a peer that appears later cannot reorder the stream', async (t) => {
   const m = openMaps(topo!.pinDir);
   m.endpoints.set('198.18.4.0/24', { local: true, mesh: true, networkId: 0, workloadId: 0 });

@@ -64,7 +64,9 @@ function writeInstallLock(into: string, tgz: string): void {
   const lock = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, Entry> };
   const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as Record<string, unknown>;
   const root = { name: 'mbt-install', version: '0.0.0', private: true, dependencies: { meshbpf: `file:${tgz}` } };
-  const integrity = `sha512-${createHash('sha512').update(readFileSync(join(into, tgz))).digest('base64')}`;
+  const integrity = `sha512-${createHash('sha512')
+    .update(readFileSync(join(into, tgz)))
+    .digest('base64')}`;
   const packages: Record<string, unknown> = {
     '': { name: root.name, version: root.version, dependencies: root.dependencies },
     'node_modules/meshbpf': { version: pkg['version'], resolved: `file:${tgz}`, integrity, license: pkg['license'], dependencies: pkg['dependencies'], bin: pkg['bin'], engines: pkg['engines'] },
@@ -104,12 +106,26 @@ function meshbpf(args: string[]): { code: number; stdout: string; stderr: string
 
 ktest('npm pack ships the JS, every BPF object variant, the BPF sources and the example; installs into a fresh prefix', (t) => {
   // The build that just ran is what is packed (prepack would rebuild the same).
-  const packed = JSON.parse(execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: PROJECT_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as Array<{ filename: string; files: Array<{ path: string }> }>;
+  const packed = JSON.parse(
+    execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: PROJECT_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+  ) as Array<{ filename: string; files: Array<{ path: string }> }>;
   const files = packed[0]!.files.map((f) => f.path);
-  for (const f of ['bin/meshbpf.js', 'dist/src/cli/main.js', 'build/bpf/sockops.o', 'build/bpf/sk_msg.o', 'build/bpf/mb_no_netns_cookie+mb_no_vip/sockops.o', 'build/bpf/mb_no_netns_cookie+mb_no_vip/sk_msg.o', 'bpf/sockops.c', 'examples/snapshot.yaml']) {
+  for (const f of [
+    'bin/meshbpf.js',
+    'dist/src/cli/main.js',
+    'build/bpf/sockops.o',
+    'build/bpf/sk_msg.o',
+    'build/bpf/mb_no_netns_cookie+mb_no_vip/sockops.o',
+    'build/bpf/mb_no_netns_cookie+mb_no_vip/sk_msg.o',
+    'bpf/sockops.c',
+    'examples/snapshot.yaml',
+  ]) {
     t.true(files.includes(f), `${f} is in the tarball`);
   }
-  t.false(files.some((f) => f.startsWith('dist/test/') || f.startsWith('dist/bench/') || f.startsWith('src/')), 'no tests, benchmarks or TypeScript sources');
+  t.false(
+    files.some((f) => f.startsWith('dist/test/') || f.startsWith('dist/bench/') || f.startsWith('src/')),
+    'no tests, benchmarks or TypeScript sources',
+  );
 
   mkdirSync(prefix);
   const tgz = packed[0]!.filename;
@@ -133,7 +149,10 @@ ktest('the installed meshbpf, with no clang: --help, load, sync, agent, bytes th
   t.regex(meshbpf(['agent', '--help']).stdout, /--xds <address>/);
 
   const objs = join(installed, 'build', 'bpf');
-  const mtimes = () => readdirSync(objs).filter((f) => f.endsWith('.o')).map((f) => statSync(join(objs, f)).mtimeMs);
+  const mtimes = () =>
+    readdirSync(objs)
+      .filter((f) => f.endsWith('.o'))
+      .map((f) => statSync(join(objs, f)).mtimeMs);
   const before = mtimes();
 
   const load = meshbpf(['load', '--pin-dir', topo!.pinDir, '--cgroup', topo!.cgroup, '-o', 'json']);
@@ -149,11 +168,15 @@ ktest('the installed meshbpf, with no clang: --help, load, sync, agent, bytes th
 
   // The installed agent adopts the pins, follows the shipped example (protos from the installed dependency) and gets ready.
   const port = await freePort();
-  const agent = spawn(join(prefix, 'node_modules', '.bin', 'meshbpf'), ['agent', '--pin-dir', topo!.pinDir, '--cgroup', topo!.cgroup, '--pod-cidr', '198.18.0.0/24', '--node-ip', '198.18.0.1', '--listen', `127.0.0.1:${port}`], {
-    cwd: prefix,
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, PATH: noClangPath, MESHBPF_LOG_LEVEL: 'warn', MESHBPF_STATE_DIR: stateDir },
-  });
+  const agent = spawn(
+    join(prefix, 'node_modules', '.bin', 'meshbpf'),
+    ['agent', '--pin-dir', topo!.pinDir, '--cgroup', topo!.cgroup, '--pod-cidr', '198.18.0.0/24', '--node-ip', '198.18.0.1', '--listen', `127.0.0.1:${port}`],
+    {
+      cwd: prefix,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, PATH: noClangPath, MESHBPF_LOG_LEVEL: 'warn', MESHBPF_STATE_DIR: stateDir },
+    },
+  );
   let agentErr = '';
   agent.stderr!.on('data', (d: Buffer) => (agentErr += d.toString()));
   const exited = new Promise<number | null>((res) => agent.on('exit', (code) => res(code)));

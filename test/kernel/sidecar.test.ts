@@ -61,7 +61,11 @@ async function restartSidecars(): Promise<void> {
 test.before(async () => {
   if (!topo) return;
   await restartSidecars();
-  for (const [p, port] of [['b', 8080], ['c', 8080], ['b', 9090]] as const) {
+  for (const [p, port] of [
+    ['b', 8080],
+    ['c', 8080],
+    ['b', 9090],
+  ] as const) {
     apps.push(topo.spawn(p, [process.execPath, app, 'serve', String(port)]));
     await waitForListen(topo, p, port);
   }
@@ -144,7 +148,10 @@ ktest('two live clients share one address:port: the claim is poisoned, nothing p
   const before = stats(topo!.pinDir);
   const { stdout } = await topo!.run('a', ['/usr/bin/python3', join(root, 'test', 'peers', 'same-port-clients.py'), IP.a.v4, '40001', IP.b.v4, '8080,9090', String(2 * MiB)], { timeoutMs: 60_000 });
   const d = delta(before, stats(topo!.pinDir));
-  const rs = stdout.trim().split('\n').map((l) => JSON.parse(l) as { port: number; sent: string; status: string; response: { sha256: string; out: string; in: string } });
+  const rs = stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { port: number; sent: string; status: string; response: { sha256: string; out: string; in: string } });
   t.is(rs.length, 2);
   for (const r of rs) {
     t.is(r.status, '200', `port ${r.port}`);
@@ -169,11 +176,22 @@ ktest('policy explain names the leg and the server socket each owner would be pa
   );
   const c = cli(['policy', 'explain', IP.b.v4, '8080', '--from', IP.c.v4, '--pin-dir', topo!.pinDir, '-o', 'json']);
   const ec = JSON.parse(c.stdout) as { sidecar: Array<{ leg: string }> };
-  t.deepEqual(ec.sidecar.map((x) => x.leg), ['mesh', 'mesh'], 'a plain pod to a captured pod: the mesh leg, whoever connects');
+  t.deepEqual(
+    ec.sidecar.map((x) => x.leg),
+    ['mesh', 'mesh'],
+    'a plain pod to a captured pod: the mesh leg, whoever connects',
+  );
   const d = cli(['maps', 'dump', 'mb_sidecar', '--pin-dir', topo!.pinDir, '-o', 'json']);
   t.deepEqual((JSON.parse(d.stdout) as { mb_sidecar: Array<{ key: string }> }).mb_sidecar.map((x) => x.key).sort(), [`${IP.a.v4}/32`, `${IP.b.v4}/32`, `${IP.a.v6}/128`, `${IP.b.v6}/128`].sort());
   const cfg = cli(['maps', 'dump', 'mb_config', '--pin-dir', topo!.pinDir, '-o', 'json']);
-  t.like((JSON.parse(cfg.stdout) as { mb_config: Array<{ value: object }> }).mb_config[0]?.value, { enabled: true, outboundPort: 15001, inboundPort: 15006, proxyUid: 1337, passthroughV4: '127.0.0.6', passthroughV6: '::6' });
+  t.like((JSON.parse(cfg.stdout) as { mb_config: Array<{ value: object }> }).mb_config[0]?.value, {
+    enabled: true,
+    outboundPort: 15001,
+    inboundPort: 15006,
+    proxyUid: 1337,
+    passthroughV4: '127.0.0.6',
+    passthroughV6: '::6',
+  });
 });
 
 ktest('without meshbpf state: pairing off (no captured pods) leaves every request on iptables and both sidecars, nothing paired', async (t) => {

@@ -194,7 +194,13 @@ ktest('a splice read of a bypassed socket is counted, its destination excluded, 
     const watch = new SpliceWatch(topo!.pinDir, maps, guard('refuse'));
     // With refusal, the strict reader's destination (7103) was recorded too.
     const want = guard('refuse') ? ['198.18.6.2:7102 splicesink', '198.18.6.2:7103 splicesink'] : ['198.18.6.2:7102 splicesink'];
-    t.deepEqual(watch.check().map((x) => `${x.ip}:${x.port} ${x.comm}`).sort(), want);
+    t.deepEqual(
+      watch
+        .check()
+        .map((x) => `${x.ip}:${x.port} ${x.comm}`)
+        .sort(),
+      want,
+    );
     t.deepEqual(watch.check(), [], 'logged once');
   } finally {
     maps.close();

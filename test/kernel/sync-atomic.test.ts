@@ -96,7 +96,15 @@ ktest('the agent NACKs a snapshot over a map capacity, naming map, count and cap
   const pin = topo!.pinDir;
   const file = join(dir, 'agent.json');
   writeSnapshot(file, services(3));
-  const a = await startAgent({ cgroup: topo!.cgroup, pinDir: pin, xdsFile: file, stateDir: join(dir, 'state'), podCidr: `${NET}.0/24`, nodeIp: `${NET}.1`, extra: ['--max-policies', String(POLICY_CAP), '--max-endpoints', '64', '--xds-file-settle-ms', '200'] });
+  const a = await startAgent({
+    cgroup: topo!.cgroup,
+    pinDir: pin,
+    xdsFile: file,
+    stateDir: join(dir, 'state'),
+    podCidr: `${NET}.0/24`,
+    nodeIp: `${NET}.1`,
+    extra: ['--max-policies', String(POLICY_CAP), '--max-endpoints', '64', '--xds-file-settle-ms', '200'],
+  });
   await waitReady(a);
   const before = kernelState(pin);
   writeSnapshot(file, services(12, 3));

@@ -19,7 +19,6 @@ const { ktest, topo } = kernelSuite('kernel sync tests', {
   teardown: () => rmSync(dir, { recursive: true, force: true }),
 });
 
-
 ktest('sync --xds-file: TCP port redirected, HTTP port kept on the stack, bytes intact', async (t) => {
   const r = cli(['sync', '--xds-file', example, '--pin-dir', topo!.pinDir, ...locality, '-o', 'json'], { env: { MESHBPF_STATE_DIR: join(dir, 'state') } });
   t.is(r.code, 0, r.stderr);
@@ -48,7 +47,10 @@ ktest('policy explain reads the live maps and the compiled reasons', (t) => {
   t.is(tcp.code, 0, tcp.stderr);
   const e = JSON.parse(tcp.stdout) as { verdict: string; reasons: string[] };
   t.is(e.verdict, 'bypass');
-  t.true(e.reasons.some((r) => r.includes('plain tcp_proxy')), e.reasons.join('\n'));
+  t.true(
+    e.reasons.some((r) => r.includes('plain tcp_proxy')),
+    e.reasons.join('\n'),
+  );
   const web = JSON.parse(cli(['policy', 'explain', '198.18.0.3', '8080', '--pin-dir', topo!.pinDir, '-o', 'json'], { env }).stdout) as { verdict: string; reasons: string[] };
   t.is(web.verdict, 'proxy');
   t.true(web.reasons.some((r) => r.includes('http_connection_manager')));

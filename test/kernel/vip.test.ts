@@ -82,7 +82,15 @@ function snapshot(eps: string[], opts: { http?: boolean } = {}): XdsSnapshot {
   return {
     listeners: new Map([[l.name as string, l]]),
     clusters: new Map([[CLUSTER, edsCluster(CLUSTER)]]),
-    endpoints: new Map([[CLUSTER, cla(CLUSTER, eps.map((ip) => [ip, TARGET] as [string, number]))]]),
+    endpoints: new Map([
+      [
+        CLUSTER,
+        cla(
+          CLUSTER,
+          eps.map((ip) => [ip, TARGET] as [string, number]),
+        ),
+      ],
+    ]),
   } as unknown as XdsSnapshot;
 }
 const both = (...pods: Array<'b' | 'c'>) => pods.flatMap((p) => [IP[p].v4, IP[p].v6]);
@@ -108,7 +116,10 @@ interface Conn {
 async function connect(from: string, host: string, bytes: number, count = 1, mapped = false): Promise<Conn[]> {
   const args = ['/usr/bin/python3', peer, 'connect', host, String(host === IP.b.v4 || host === IP.b.v6 ? TARGET : PORT), String(bytes), String(count), ...(mapped ? ['mapped'] : [])];
   const { stdout } = await topo!.run(from, args, { timeoutMs: 60_000 });
-  return stdout.trim().split('\n').map((l) => JSON.parse(l) as Conn);
+  return stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Conn);
 }
 
 test.before(async () => {
@@ -292,8 +303,14 @@ ktest('maps dump decodes the service maps; policy explain names the backend and 
   const svc = j.mb_services?.find((e) => (e.key as { ip: string }).ip === VIP.v4);
   t.is(svc?.value.count, 1);
   t.is(svc?.value.verdict, 'bypass');
-  t.true(j.mb_backends?.some((e) => e.value.ip === IP.b.v4 && e.value.port === TARGET), JSON.stringify(j.mb_backends));
-  t.true(j.mb_netns?.some((e) => e.value.ip4 === IP.a.v4), 'pod a learned');
+  t.true(
+    j.mb_backends?.some((e) => e.value.ip === IP.b.v4 && e.value.port === TARGET),
+    JSON.stringify(j.mb_backends),
+  );
+  t.true(
+    j.mb_netns?.some((e) => e.value.ip4 === IP.a.v4),
+    'pod a learned',
+  );
 
   const env = { MESHBPF_STATE_DIR: join(dir, 'state') };
   const ex = cli(['policy', 'explain', VIP.v4, String(PORT), '--from', IP.a.v4, '--pin-dir', topo!.pinDir, '-o', 'json'], { env });
@@ -301,9 +318,18 @@ ktest('maps dump decodes the service maps; policy explain names the backend and 
   const e = JSON.parse(ex.stdout) as { verdict: string; service: { outcome: string; backends: Array<{ ip: string; port: number; outcome: string }> }; reasons: string[] };
   t.is(e.verdict, 'bypass');
   t.is(e.service.outcome, 'translated');
-  t.deepEqual(e.service.backends.map((b) => [b.ip, b.port, b.outcome]), [[IP.b.v4, TARGET, 'translated']]);
-  t.true(e.reasons.some((r) => r.includes('service VIP 198.19.30.10:80')), e.reasons.join('\n'));
-  t.true(e.reasons.some((r) => r.includes('getpeername returns')), e.reasons.join('\n'));
+  t.deepEqual(
+    e.service.backends.map((b) => [b.ip, b.port, b.outcome]),
+    [[IP.b.v4, TARGET, 'translated']],
+  );
+  t.true(
+    e.reasons.some((r) => r.includes('service VIP 198.19.30.10:80')),
+    e.reasons.join('\n'),
+  );
+  t.true(
+    e.reasons.some((r) => r.includes('getpeername returns')),
+    e.reasons.join('\n'),
+  );
   const out = cli(['policy', 'explain', VIP.v4, String(PORT), '--from', '198.20.30.9', '--pin-dir', topo!.pinDir, '-o', 'json'], { env });
   const o = JSON.parse(out.stdout) as { verdict: string; service: { outcome: string } };
   t.is(o.service.outcome, 'network', 'a client that is not a local pod is never translated');

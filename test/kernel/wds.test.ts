@@ -63,7 +63,10 @@ ktest('sync a WDS list: plain service redirected, waypoint service not, bytes in
   t.is(d.skip_proxy, 2, 'both ends saw the PROXY verdict');
   const ew = explainJson('198.18.0.4', '8080', '--from', '198.18.0.2');
   t.is(ew.verdict, 'proxy');
-  t.true(ew.reasons.some((l) => l.includes('service ns2/web.ns2.svc.cluster.local has a waypoint')), ew.reasons.join('\n'));
+  t.true(
+    ew.reasons.some((l) => l.includes('service ns2/web.ns2.svc.cluster.local has a waypoint')),
+    ew.reasons.join('\n'),
+  );
 
   // the operator excludes the client workload: it is no bypass source any more
   const r2 = sync('--exclude-workload', 'ns1/a');
@@ -75,13 +78,19 @@ ktest('sync a WDS list: plain service redirected, waypoint service not, bytes in
   t.is(d.redirect_bytes, 0, 'excluded client: nothing redirected');
   const ex = explainJson('198.18.0.3', '5432', '--from', '198.18.0.2');
   t.is(ex.verdict, 'none');
-  t.true(ex.reasons.some((l) => l.includes('operator exclusions') && l.includes('ns1/a')), ex.reasons.join('\n'));
+  t.true(
+    ex.reasons.some((l) => l.includes('operator exclusions') && l.includes('ns1/a')),
+    ex.reasons.join('\n'),
+  );
 
   // excluding the server's namespace: PROXY, and explain names the exclusion
   t.is(sync('--exclude-namespace', 'ns1').code, 0);
   const en = explainJson('198.18.0.3', '5432');
   t.is(en.verdict, 'proxy');
-  t.true(en.reasons.some((l) => l.includes('namespace ns1 excluded by the operator')), en.reasons.join('\n'));
+  t.true(
+    en.reasons.some((l) => l.includes('namespace ns1 excluded by the operator')),
+    en.reasons.join('\n'),
+  );
 
   // no exclusions again: bypass is back, and the exclusion line is gone
   t.is(sync().code, 0);

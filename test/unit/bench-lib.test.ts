@@ -43,8 +43,22 @@ test('kube-proxy rules: one ClusterIP match per service, nothing outside the ben
 test('chart: an SVG with one line per series and the reference lines', (t) => {
   const svg = ratioChart(
     [
-      { label: 'a', color: '#000', points: [{ size: 64, ratio: 0.5, min: 0.4, max: 0.6 }, { size: 1 << 20, ratio: 5, min: 4, max: 6 }] },
-      { label: 'b', color: '#f00', points: [{ size: 64, ratio: 0.6, min: 0.5, max: 0.7 }, { size: 16384, ratio: 4, min: 3, max: 5 }] },
+      {
+        label: 'a',
+        color: '#000',
+        points: [
+          { size: 64, ratio: 0.5, min: 0.4, max: 0.6 },
+          { size: 1 << 20, ratio: 5, min: 4, max: 6 },
+        ],
+      },
+      {
+        label: 'b',
+        color: '#f00',
+        points: [
+          { size: 64, ratio: 0.6, min: 0.5, max: 0.7 },
+          { size: 16384, ratio: 4, min: 3, max: 5 },
+        ],
+      },
     ],
     { title: 'x <&> y' },
   );

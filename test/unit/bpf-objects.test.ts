@@ -62,7 +62,11 @@ test('every define set the feature probe can ask for is a prebuilt variant', (t)
     asked.add([...d].sort().join('+'));
   }
   t.true(asked.has('') && asked.has('MB_NO_NETNS_COOKIE+MB_NO_VIP') && asked.has('MB_NO_VIP'));
-  for (const d of asked) t.true(BPF_VARIANTS.some((v) => [...v].sort().join('+') === d), `variant ${d || 'default'} is not prebuilt (add it to BPF_VARIANTS)`);
+  for (const d of asked)
+    t.true(
+      BPF_VARIANTS.some((v) => [...v].sort().join('+') === d),
+      `variant ${d || 'default'} is not prebuilt (add it to BPF_VARIANTS)`,
+    );
 });
 
 test('after the build every variant loads from its prebuilt objects with no clang on PATH', (t) => {

@@ -54,7 +54,19 @@ test('invalid JSON gets a JSON error with line and column; a bad resource names 
   fs.writeFileSync(bad, '{\n  "resources": [\n    {"@type": "x",\n  ]\n}\n');
   t.regex(oneLine(t, cli(['sync', '--xds-file', bad, '--pin-dir', pin])), new RegExp(`^meshbpf: ${bad}: invalid JSON: .* \\(line 4, column 3\\)$`));
   const res = path.join(dir, 'res.json');
-  fs.writeFileSync(res, JSON.stringify({ resources: [{ '@type': 'type.googleapis.com/envoy.config.cluster.v3.Cluster', name: 'c', type: 'STATIC', load_assignment: { cluster_name: 'c', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'nope', port_value: 1 } } } }] }] } }] }));
+  fs.writeFileSync(
+    res,
+    JSON.stringify({
+      resources: [
+        {
+          '@type': 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
+          name: 'c',
+          type: 'STATIC',
+          load_assignment: { cluster_name: 'c', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'nope', port_value: 1 } } } }] }] },
+        },
+      ],
+    }),
+  );
   const line = oneLine(t, cli(['sync', '--xds-file', res, '--pin-dir', pin]));
   t.regex(line, /bad IP address "nope"/);
   t.is(line.split(res).length, 2, `file named once: ${line}`);

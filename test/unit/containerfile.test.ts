@@ -8,9 +8,14 @@ import { parseAllDocuments } from 'yaml';
 import { PROJECT_ROOT } from '../../src/paths.js';
 
 const cf = readFileSync(join(PROJECT_ROOT, 'deploy', 'Containerfile'), 'utf8');
-const code = cf.split('\n').filter((l) => !l.trimStart().startsWith('#')).join('\n');
+const code = cf
+  .split('\n')
+  .filter((l) => !l.trimStart().startsWith('#'))
+  .join('\n');
 const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { name: string; version: string; bin: Record<string, string>; engines: { node: string } };
-const ds = parseAllDocuments(readFileSync(join(PROJECT_ROOT, 'deploy', '50-daemonset.yaml'), 'utf8'))[0]!.toJS() as { spec: { template: { spec: { containers: Array<{ image: string; command: string[] }> } } } };
+const ds = parseAllDocuments(readFileSync(join(PROJECT_ROOT, 'deploy', '50-daemonset.yaml'), 'utf8'))[0]!.toJS() as {
+  spec: { template: { spec: { containers: Array<{ image: string; command: string[] }> } } };
+};
 const agent = ds.spec.template.spec.containers[0]!;
 
 test('the image installs the tarball npm pack makes for this version', (t) => {

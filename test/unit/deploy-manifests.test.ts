@@ -19,7 +19,9 @@ import { stateDir } from '../../src/maps/state.js';
 type Obj = Record<string, any>; // parsed YAML: shape checked by the tests themselves
 
 const deployDir = join(PROJECT_ROOT, 'deploy');
-const files = readdirSync(deployDir).filter((f) => /\.ya?ml$/.test(f)).sort();
+const files = readdirSync(deployDir)
+  .filter((f) => /\.ya?ml$/.test(f))
+  .sort();
 const docs: Array<{ file: string; obj: Obj }> = files.flatMap((file) =>
   parseAllDocuments(readFileSync(join(deployDir, file), 'utf8')).map((d) => {
     if (d.errors.length) throw new Error(`${file}: ${d.errors[0]!.message}`);
@@ -61,10 +63,16 @@ test('the schema check can fail: a port as a string and a missing selector are r
 /** Type-check objects against kubernetes-models' types; returns tsc's messages. */
 function typeErrors(items: Array<{ obj: Obj; label: string }>): string[] {
   const name = join(PROJECT_ROOT, '__deploy_manifests_check__.ts');
-  const src = items
-    .map(({ obj }, i) => `import type { I${obj.kind} as T${i} } from '${modelPath(obj)}';\nexport const m${i}: T${i} = ${JSON.stringify(obj)};\n`)
-    .join('');
-  const options: ts.CompilerOptions = { strict: true, noEmit: true, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, types: [], skipLibCheck: true };
+  const src = items.map(({ obj }, i) => `import type { I${obj.kind} as T${i} } from '${modelPath(obj)}';\nexport const m${i}: T${i} = ${JSON.stringify(obj)};\n`).join('');
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    target: ts.ScriptTarget.ES2022,
+    types: [],
+    skipLibCheck: true,
+  };
   const host = ts.createCompilerHost(options);
   const getSourceFile = host.getSourceFile.bind(host);
   host.getSourceFile = (f, lang, ...rest) => (f === name ? ts.createSourceFile(f, src, lang) : getSourceFile(f, lang, ...rest));

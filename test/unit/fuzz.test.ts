@@ -37,11 +37,32 @@ function rng(seed: number): () => number {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = [path.resolve(here, '../../..'), path.resolve(here, '../..')].find((d) => fs.existsSync(path.join(d, 'test', 'fixtures', 'istio'))) as string;
-const FIXTURES = ['sidecar-endpoints-configdump.json', 'waypoint-configdump.json', 'clusters-listeners-configdump.json'].map((f) => fs.readFileSync(path.join(root, 'test', 'fixtures', 'istio', f), 'utf8'));
+const FIXTURES = ['sidecar-endpoints-configdump.json', 'waypoint-configdump.json', 'clusters-listeners-configdump.json'].map((f) =>
+  fs.readFileSync(path.join(root, 'test', 'fixtures', 'istio', f), 'utf8'),
+);
 FIXTURES.push(fs.readFileSync(path.join(root, 'examples', 'snapshot.yaml'), 'utf8'));
 const locality: Locality = { nodeIps: ['10.244.0.1'], podCidrs: ['10.244.0.0/16', '198.18.0.0/24'], network: '' };
 
-const WEIRD: Json[] = [null, true, 0, -1, 65536, 4294967296, 1e308, 0.5, '', 'x', '10.0.0.999', '::ffff:1.2.3.4', '0.0.0.0', [], {}, [[[]]], { '@type': 'type.googleapis.com/envoy.api.v2.Cluster' }, 'a'.repeat(5000)];
+const WEIRD: Json[] = [
+  null,
+  true,
+  0,
+  -1,
+  65536,
+  4294967296,
+  1e308,
+  0.5,
+  '',
+  'x',
+  '10.0.0.999',
+  '::ffff:1.2.3.4',
+  '0.0.0.0',
+  [],
+  {},
+  [[[]]],
+  { '@type': 'type.googleapis.com/envoy.api.v2.Cluster' },
+  'a'.repeat(5000),
+];
 
 class Mutator {
   constructor(readonly r: () => number) {}
@@ -62,7 +83,7 @@ class Mutator {
     const walk = (v: Json): void => {
       if (slots.length > 20_000) return;
       if (Array.isArray(v)) v.forEach((x, i) => (slots.push({ parent: v, key: i }), walk(x)));
-      else if (v && typeof v === 'object') for (const k of Object.keys(v)) slots.push({ parent: v, key: k }), walk(v[k] as Json);
+      else if (v && typeof v === 'object') for (const k of Object.keys(v)) (slots.push({ parent: v, key: k }), walk(v[k] as Json));
     };
     walk(doc);
     if (!slots.length) return undefined;
@@ -82,7 +103,8 @@ class Mutator {
       const op = this.int(4);
       if (op === 0) nd.set(this.pick(WEIRD));
       else if (op === 1) nd.del();
-      else if (op === 2) nd.set(structuredClone(nd.value)); // unchanged value, but a later op may hit the copy
+      else if (op === 2)
+        nd.set(structuredClone(nd.value)); // unchanged value, but a later op may hit the copy
       else if (typeof nd.value === 'number') nd.set(nd.value + this.pick([-1, 1, 65536, -65536]));
       else if (typeof nd.value === 'string') nd.set(nd.value.slice(0, this.int(nd.value.length + 1)) + this.pick(['', '.', '|', '\u0000', '/33']));
     }
@@ -182,7 +204,13 @@ test('ADS client: mutated resources and random Any bytes never crash; a NACK kee
     const r = compileChecked(s, locality);
     return 'error' in r ? r.error : undefined;
   };
-  const client = new XdsClient({ server: server.address(), node: { podName: 'fuzz', namespace: 'istio-system', ips: ['10.244.0.1'] }, backoff: { initialMs: 20, maxMs: 100 }, validate, logger: silentLogger() });
+  const client = new XdsClient({
+    server: server.address(),
+    node: { podName: 'fuzz', namespace: 'istio-system', ips: ['10.244.0.1'] },
+    backoff: { initialMs: 20, maxMs: 100 },
+    validate,
+    logger: silentLogger(),
+  });
   t.teardown(async () => {
     client.close();
     await server.stop();
@@ -198,10 +226,7 @@ test('ADS client: mutated resources and random Any bytes never crash; a NACK kee
     const type = m.pick(TYPES);
     const pool = res[type] ?? [];
     const chosen = pool.filter(() => m.r() < 0.5).map((r) => structuredClone(r));
-    const resources =
-      m.int(5) === 0
-        ? [{ raw: { type_url: type, value: Buffer.from(m.bytes(m.int(300)), 'latin1') } }]
-        : chosen.map((r) => (m.int(2) ? (m.structure(r) as JsonObject) : r));
+    const resources = m.int(5) === 0 ? [{ raw: { type_url: type, value: Buffer.from(m.bytes(m.int(300)), 'latin1') } }] : chosen.map((r) => (m.int(2) ? (m.structure(r) as JsonObject) : r));
     const before = client.snapshot();
     const mapsBefore = mapsOf(before);
     let nonce: string;

@@ -41,13 +41,18 @@ test.after.always(() => server.close());
 
 function run(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(PROJECT_ROOT, 'bin', 'meshbpf-k8s.js'), ...args], { env: { PATH: process.env.PATH ?? '', MESHBPF_K8S_API: api, MESHBPF_K8S_TOKEN_FILE: tokenFile, ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [join(PROJECT_ROOT, 'bin', 'meshbpf-k8s.js'), ...args],
+      { env: { PATH: process.env.PATH ?? '', MESHBPF_K8S_API: api, MESHBPF_K8S_TOKEN_FILE: tokenFile, ...env } },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
-test.serial('agent gets the Node\'s podCIDRs and the downward-API IPs first', async (t) => {
+test.serial("agent gets the Node's podCIDRs and the downward-API IPs first", async (t) => {
   const r = await run(['agent', '--xds', 'istiod.istio-system.svc:15012', '--dry-run'], { NODE_NAME: 'node-a', POD_IPS: '198.18.7.1,fd00::7:1' });
   t.is(r.code, 0, r.stderr);
   const argv = JSON.parse(r.stdout) as string[];

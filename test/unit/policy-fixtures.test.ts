@@ -45,7 +45,10 @@ test('sidecar endpoints dump: every socket endpoint recorded, local by pod CIDR,
   t.is(s.workloads[reviews3?.workloadId ?? 0], 'default/reviews-v3');
   t.is(s.workloads[s.endpoints.find((e) => e.cidr === '10.244.0.175/32')?.workloadId ?? 0], 'istio-system/istiod');
   // kubernetes.default's endpoint is the node itself: local, and a mesh endpoint per EDS
-  t.like(s.endpoints.find((e) => e.cidr === '172.18.0.2/32'), { local: true, mesh: true });
+  t.like(
+    s.endpoints.find((e) => e.cidr === '172.18.0.2/32'),
+    { local: true, mesh: true },
+  );
   t.deepEqual(s.endpoints[0], { cidr: '10.244.0.0/24', local: true, mesh: true, networkId: 0, workloadId: 0 });
   // no listeners in this dump => no verdicts
   t.deepEqual(s.policies, []);
@@ -67,7 +70,11 @@ test('sidecar endpoints + Istio outbound listeners: bookinfo HTTP is PROXY, a TC
         filters: [
           {
             name: 'envoy.filters.network.http_connection_manager',
-            typed_config: { '@type': `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`, stat_prefix: 'outbound_0.0.0.0_9080', rds: { route_config_name: '9080', config_source: { ads: {} } } },
+            typed_config: {
+              '@type': `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
+              stat_prefix: 'outbound_0.0.0.0_9080',
+              rds: { route_config_name: '9080', config_source: { ads: {} } },
+            },
           },
         ],
       },
@@ -82,7 +89,11 @@ test('sidecar endpoints + Istio outbound listeners: bookinfo HTTP is PROXY, a TC
         filters: [
           {
             name: 'envoy.filters.network.tcp_proxy',
-            typed_config: { '@type': `${T}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`, stat_prefix: 'outbound|9300||elasticsearch.skywalking.svc.cluster.local', cluster: 'outbound|9300||elasticsearch.skywalking.svc.cluster.local' },
+            typed_config: {
+              '@type': `${T}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`,
+              stat_prefix: 'outbound|9300||elasticsearch.skywalking.svc.cluster.local',
+              cluster: 'outbound|9300||elasticsearch.skywalking.svc.cluster.local',
+            },
           },
         ],
       },
@@ -95,7 +106,10 @@ test('sidecar endpoints + Istio outbound listeners: bookinfo HTTP is PROXY, a TC
   t.is(v('10.244.0.185', 9200), undefined);
   const e = explain(s, { ip: '10.244.0.185', port: 9300 }, '10.244.0.177');
   t.true(e.shortCircuit);
-  t.true(e.reasons.some((r) => r.includes('listener 10.96.12.34_9300')), e.reasons.join(' | '));
+  t.true(
+    e.reasons.some((r) => r.includes('listener 10.96.12.34_9300')),
+    e.reasons.join(' | '),
+  );
   t.true(e.reasons.some((r) => r.includes('outbound|9300||elasticsearch.skywalking.svc.cluster.local')));
 });
 
@@ -109,7 +123,10 @@ test('waypoint dump: HBONE internal endpoints and filter_chain_matcher produce n
   const sk = s.skipped.find((x) => x.cluster === 'inbound-vip|8100|http|httpbin.default.svc.cluster.local');
   t.is(sk?.address, '192.168.195.248:800');
   t.regex(sk?.reason ?? '', /envoy_internal_address via internal listener connect_originate/);
-  t.is(s.endpoints.find((e) => e.cidr === '192.168.195.248/32'), undefined);
+  t.is(
+    s.endpoints.find((e) => e.cidr === '192.168.195.248/32'),
+    undefined,
+  );
   t.true(s.notes.some((n) => n.includes('main_internal') && n.includes('filter_chain_matcher')));
   const e = explain(s, { ip: '192.168.195.248', port: 800 }, '192.168.195.10');
   t.is(e.verdict, 'none');
@@ -123,9 +140,15 @@ test('clusters/listeners dump: compiles, no endpoints, no verdicts, and says why
   t.is(validate(snap), undefined);
   const s = compile(snap, kind);
   t.deepEqual(s.policies, []);
-  t.deepEqual(s.endpoints.map((e) => e.cidr), ['10.244.0.0/24', '172.18.0.2/32']);
+  t.deepEqual(
+    s.endpoints.map((e) => e.cidr),
+    ['10.244.0.0/24', '172.18.0.2/32'],
+  );
   // connect_originate tunnels to a cluster that is not in the dump
-  t.true(s.notes.some((n) => n.includes('connect_originate') && n.includes('unknown')), s.notes.join('\n'));
+  t.true(
+    s.notes.some((n) => n.includes('connect_originate') && n.includes('unknown')),
+    s.notes.join('\n'),
+  );
   // inbound-vip ratings cluster has no ClusterLoadAssignment here
   t.true(s.notes.some((n) => n.includes('inbound-vip|9080|http|details.default.svc.cluster.local')));
 });

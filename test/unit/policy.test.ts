@@ -257,7 +257,10 @@ test('TCP port with tcp_proxy on inbound and outbound => BYPASS with reasons', (
   const p = pol(s, '10.244.1.5', 9000);
   t.is(p?.verdict, 'bypass');
   const reasons = s.rules[p?.ruleId ?? -1]?.reasons ?? [];
-  t.true(reasons.some((r) => r.startsWith('listener ')), reasons.join(' | '));
+  t.true(
+    reasons.some((r) => r.startsWith('listener ')),
+    reasons.join(' | '),
+  );
   t.true(reasons.some((r) => /=> bypass/.test(r)));
 });
 
@@ -320,7 +323,10 @@ test('envoy_internal_address endpoint: no entry, reason kept for explain', (t) =
   t.regex(sk?.reason ?? '', /envoy_internal_address/);
   const e = explain(s, { ip: '10.244.1.12', port: 9300 });
   t.is(e.verdict, 'none');
-  t.true(e.reasons.some((r) => /HBONE/.test(r)), e.reasons.join(' | '));
+  t.true(
+    e.reasons.some((r) => /HBONE/.test(r)),
+    e.reasons.join(' | '),
+  );
 });
 
 test('other network: different networkId, never local, no verdict; conflicts pick the foreign network', (t) => {
@@ -370,14 +376,21 @@ test('PassthroughCluster, BlackHoleCluster and ORIGINAL_DST chains produce no BY
   t.true(s.notes.some((n) => /catch-all/.test(n)));
   t.true(s.notes.some((n) => /original-destination/.test(n)));
   // A per-port chain to BlackHoleCluster is a deny: PROXY so Envoy keeps dropping it.
-  (listeners[2]?.['filter_chains'] as JsonObject[]).push(chain('0.0.0.0_9000', { destination_port: 9000, prefix_ranges: [{ address_prefix: '10.244.1.5', prefix_len: 32 }] }, [tcp('BlackHoleCluster')]));
+  (listeners[2]?.['filter_chains'] as JsonObject[]).push(
+    chain('0.0.0.0_9000', { destination_port: 9000, prefix_ranges: [{ address_prefix: '10.244.1.5', prefix_len: 32 }] }, [tcp('BlackHoleCluster')]),
+  );
   const s2 = compile(snapshot(clusters, clas, listeners), loc);
   t.is(pol(s2, '10.244.1.5', 9000)?.verdict, 'proxy');
 });
 
 test('inbound chain prefix_ranges restrict which local endpoints a port verdict covers', (t) => {
   const clusters = [edsCluster(TCP_ECHO), origDstCluster('inbound|9000||')];
-  const clas = [cla(TCP_ECHO, [{ ip: '10.244.1.5', port: 9000 }, { ip: '10.244.1.6', port: 9000 }])];
+  const clas = [
+    cla(TCP_ECHO, [
+      { ip: '10.244.1.5', port: 9000 },
+      { ip: '10.244.1.6', port: 9000 },
+    ]),
+  ];
   const vi: JsonObject = {
     name: 'virtualInbound',
     address: { socket_address: { address: '0.0.0.0', port_value: 15006 } },
@@ -434,7 +447,13 @@ test('legacy filter names without typed_config are understood', (t) => {
     {
       name: 'b',
       address: { socket_address: { address: '10.96.0.21', port_value: 8000 } },
-      filter_chains: [{ filters: [{ name: 'envoy.http_connection_manager', config: { route_config: { virtual_hosts: [{ name: 'x', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: HTTPBIN } }] }] } } }] }],
+      filter_chains: [
+        {
+          filters: [
+            { name: 'envoy.http_connection_manager', config: { route_config: { virtual_hosts: [{ name: 'x', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: HTTPBIN } }] }] } } },
+          ],
+        },
+      ],
     },
   ];
   const s = compile(snapshot(clusters, clas, ls), loc);
@@ -454,7 +473,16 @@ test('weighted_clusters: every target cluster gets the verdict', (t) => {
       chain('', undefined, [
         {
           name: 'envoy.filters.network.tcp_proxy',
-          typed_config: { '@type': TCP, stat_prefix: 'x', weighted_clusters: { clusters: [{ name: A, weight: 50 }, { name: B, weight: 50 }] } },
+          typed_config: {
+            '@type': TCP,
+            stat_prefix: 'x',
+            weighted_clusters: {
+              clusters: [
+                { name: A, weight: 50 },
+                { name: B, weight: 50 },
+              ],
+            },
+          },
         },
       ]),
     ],
@@ -472,7 +500,10 @@ test('explain: reason chain, and a pure client in the pod CIDR short-circuits to
   t.is(e.verdict, 'bypass');
   t.is(e.shortCircuit, true);
   t.is(e.from?.entry?.cidr, '10.244.1.0/24');
-  t.true(e.reasons.some((r) => r.startsWith('listener ')), e.reasons.join(' | '));
+  t.true(
+    e.reasons.some((r) => r.startsWith('listener ')),
+    e.reasons.join(' | '),
+  );
   // same destination from a pod on another node: normal path
   const far = explain(s, { ip: '10.244.1.5', port: 9000 }, '10.244.2.3');
   t.is(far.shortCircuit, false);
@@ -499,7 +530,10 @@ test('deterministic: same input in another order gives identical output', (t) =>
   t.deepEqual(sb, sa);
   const sorted = [...sa.policies].sort((x, y) => (x.ip < y.ip ? -1 : x.ip > y.ip ? 1 : x.port - y.port));
   t.is(sa.policies.length, sorted.length);
-  t.deepEqual(sa.rules.map((r) => r.id), sa.rules.map((_, i) => i));
+  t.deepEqual(
+    sa.rules.map((r) => r.id),
+    sa.rules.map((_, i) => i),
+  );
 });
 
 test('validate: structural problems NACK; unknown filters and types do not', (t) => {
@@ -544,7 +578,11 @@ test('100,000 endpoints (10% dual-stack) compile to the expected entries', (t) =
     }
     clas.push(cla(name, eps));
     chains.push(chain(`0.0.0.0_${port}`, { destination_port: port }, c % 3 === 0 ? [hcmRds(String(port))] : [mx, tcp(`inbound|${port}||`)]));
-    listeners.push({ name: `10.96.${c >> 8}.${c & 255}_${port}`, address: { socket_address: { address: `10.96.${c >> 8}.${c & 255}`, port_value: port } }, filter_chains: [chain('', undefined, [tcp(name)])] });
+    listeners.push({
+      name: `10.96.${c >> 8}.${c & 255}_${port}`,
+      address: { socket_address: { address: `10.96.${c >> 8}.${c & 255}`, port_value: port } },
+      filter_chains: [chain('', undefined, [tcp(name)])],
+    });
   }
   listeners.push({ name: 'virtualInbound', use_original_dst: true, address: { socket_address: { address: '0.0.0.0', port_value: 15006 } }, traffic_direction: 'INBOUND', filter_chains: chains });
   // JSON round trip: flat strings, as a decoded xDS response has

@@ -34,7 +34,13 @@ function state(eps: string[], pols: Array<[string, number, 'bypass' | 'proxy']>)
 
 test('a full sync writes every entry; reading back gives the desired state; again is a no-op', (t) => {
   const { t: tg, sys } = targets();
-  const d = state(['10.0.0.0/24', 'fd00::5'], [['10.0.0.5', 80, 'bypass'], ['10.0.0.5', 81, 'proxy']]);
+  const d = state(
+    ['10.0.0.0/24', 'fd00::5'],
+    [
+      ['10.0.0.5', 80, 'bypass'],
+      ['10.0.0.5', 81, 'proxy'],
+    ],
+  );
   const r = syncMaps(tg, d);
   t.deepEqual(r.counts.endpoints, { added: 2, changed: 0, removed: 0, unchanged: 0 });
   t.deepEqual([...tg.endpoints.keys()].sort(), ['10.0.0.0/24', 'fd00::5/128']);
@@ -43,16 +49,41 @@ test('a full sync writes every entry; reading back gives the desired state; agai
   const n = sys.log.length;
   const again = syncMaps(tg, d);
   t.deepEqual(again.counts.policies, { added: 0, changed: 0, removed: 0, unchanged: 2 });
-  t.false(sys.log.slice(n).some(([, c]) => c !== 'nextKey' && c !== 'lookup'), 'the second sync only reads');
+  t.false(
+    sys.log.slice(n).some(([, c]) => c !== 'nextKey' && c !== 'lookup'),
+    'the second sync only reads',
+  );
 });
 
 test('apply order: policy removals, narrowing verdicts, endpoint adds, endpoint removes, widening verdicts', (t) => {
   const { t: tg, sys, epFd, polFd } = targets(false);
-  syncMaps(tg, state(['10.0.0.0/24'], [['10.0.0.5', 80, 'bypass'], ['10.0.0.6', 80, 'bypass']]));
+  syncMaps(
+    tg,
+    state(
+      ['10.0.0.0/24'],
+      [
+        ['10.0.0.5', 80, 'bypass'],
+        ['10.0.0.6', 80, 'bypass'],
+      ],
+    ),
+  );
   const n = sys.log.length;
   // .5 bypass -> proxy (narrow), .6 bypass removed (narrow), .7 new bypass (widen); /24 -> /32
-  syncMaps(tg, state(['10.0.0.5'], [['10.0.0.5', 80, 'proxy'], ['10.0.0.7', 80, 'bypass']]), readRawState(tg));
-  const writes = sys.log.slice(n).filter(([, c]) => c !== 'nextKey' && c !== 'lookup').map(([fd, c]) => `${fd === epFd ? 'ep' : fd === polFd ? 'pol' : fd}:${c}`);
+  syncMaps(
+    tg,
+    state(
+      ['10.0.0.5'],
+      [
+        ['10.0.0.5', 80, 'proxy'],
+        ['10.0.0.7', 80, 'bypass'],
+      ],
+    ),
+    readRawState(tg),
+  );
+  const writes = sys.log
+    .slice(n)
+    .filter(([, c]) => c !== 'nextKey' && c !== 'lookup')
+    .map(([fd, c]) => `${fd === epFd ? 'ep' : fd === polFd ? 'pol' : fd}:${c}`);
   t.deepEqual(writes, ['pol:deleteBatch', 'pol:updateBatch', 'ep:updateBatch', 'ep:deleteBatch', 'pol:updateBatch']);
   t.deepEqual([...tg.policy.entries()].map(([k, v]) => `${k.ip}:${k.port}=${v.verdict}`).sort(), ['10.0.0.5:80=proxy', '10.0.0.7:80=bypass']);
   t.deepEqual([...tg.endpoints.keys()], ['10.0.0.5/32']);

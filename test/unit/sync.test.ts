@@ -27,7 +27,18 @@ function decodeVerdict(v: string | null): string | null {
 }
 
 test('first sync adds everything; the same state again changes nothing', (t) => {
-  const d = encodeDesired(state([['10.0.0.0/24', true], ['10.0.0.5', true]], [['10.0.0.5', 80, 'bypass'], ['10.0.0.5', 81, 'proxy']]));
+  const d = encodeDesired(
+    state(
+      [
+        ['10.0.0.0/24', true],
+        ['10.0.0.5', true],
+      ],
+      [
+        ['10.0.0.5', 80, 'bypass'],
+        ['10.0.0.5', 81, 'proxy'],
+      ],
+    ),
+  );
   const first = planSync(d, empty);
   t.deepEqual(first.counts.endpoints, { added: 2, changed: 0, removed: 0, unchanged: 0 });
   t.deepEqual(first.counts.policies, { added: 2, changed: 0, removed: 0, unchanged: 0 });
@@ -37,22 +48,48 @@ test('first sync adds everything; the same state again changes nothing', (t) => 
 });
 
 test('narrowing verdicts go first, widening verdicts last, endpoint adds before removes', (t) => {
-  const before = encodeDesired(state([['10.0.0.0/24', true]], [['10.0.0.5', 80, 'bypass'], ['10.0.0.6', 80, 'bypass'], ['10.0.0.7', 80, 'proxy']]));
-  const after = encodeDesired(state([['10.0.0.5', true]], [['10.0.0.5', 80, 'proxy'], ['10.0.0.8', 80, 'bypass']]));
+  const before = encodeDesired(
+    state(
+      [['10.0.0.0/24', true]],
+      [
+        ['10.0.0.5', 80, 'bypass'],
+        ['10.0.0.6', 80, 'bypass'],
+        ['10.0.0.7', 80, 'proxy'],
+      ],
+    ),
+  );
+  const after = encodeDesired(
+    state(
+      [['10.0.0.5', true]],
+      [
+        ['10.0.0.5', 80, 'proxy'],
+        ['10.0.0.8', 80, 'bypass'],
+      ],
+    ),
+  );
   const { plan, counts } = planSync(after, asCurrent(before));
   const verdictAt = (i: number) => decodeVerdict(after.policy.valueAt(i));
   // narrow: .5 bypass->proxy upserted, .6 bypass removed
-  t.deepEqual(plan.policyNarrow.upserts.map((i) => [after.policy.keyAt(i), verdictAt(i)]), [[pkey('10.0.0.5', 80), 'proxy']]);
+  t.deepEqual(
+    plan.policyNarrow.upserts.map((i) => [after.policy.keyAt(i), verdictAt(i)]),
+    [[pkey('10.0.0.5', 80), 'proxy']],
+  );
   t.deepEqual(plan.policyNarrow.deletes, [pkey('10.0.0.6', 80)]);
   // widen: .8 new bypass; the .7 proxy removal (harmless) also goes last
-  t.deepEqual(plan.policyWiden.upserts.map((i) => [after.policy.keyAt(i), verdictAt(i)]), [[pkey('10.0.0.8', 80), 'bypass']]);
+  t.deepEqual(
+    plan.policyWiden.upserts.map((i) => [after.policy.keyAt(i), verdictAt(i)]),
+    [[pkey('10.0.0.8', 80), 'bypass']],
+  );
   t.deepEqual(plan.policyWiden.deletes, [pkey('10.0.0.7', 80)]);
   const ek = (c: string) => {
     const b = Buffer.alloc(endpointKey.size);
     endpointKey.encode(b, 0, c);
     return b.toString('latin1');
   };
-  t.deepEqual(plan.endpointUpserts.map((i) => after.endpoints.keyAt(i)), [ek('10.0.0.5/32')]);
+  t.deepEqual(
+    plan.endpointUpserts.map((i) => after.endpoints.keyAt(i)),
+    [ek('10.0.0.5/32')],
+  );
   t.deepEqual(plan.endpointDeletes, [ek('10.0.0.0/24')]);
   t.deepEqual(counts.policies, { added: 1, changed: 1, removed: 2, unchanged: 0 });
 });
@@ -66,8 +103,14 @@ test('a changed endpoint (network moved) is one upsert, counted as changed', (t)
 
 test('two verdicts for one ip:port: PROXY wins whatever the order', (t) => {
   for (const order of [
-    [['10.0.0.5', 80, 'bypass'], ['10.0.0.5', 80, 'proxy']],
-    [['10.0.0.5', 80, 'proxy'], ['10.0.0.5', 80, 'bypass']],
+    [
+      ['10.0.0.5', 80, 'bypass'],
+      ['10.0.0.5', 80, 'proxy'],
+    ],
+    [
+      ['10.0.0.5', 80, 'proxy'],
+      ['10.0.0.5', 80, 'bypass'],
+    ],
   ] as Array<Array<[string, number, 'bypass' | 'proxy']>>) {
     const e = encodeDesired(state([], order));
     t.is(e.policy.size, 1);

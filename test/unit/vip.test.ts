@@ -29,7 +29,13 @@ function snap(listeners: JsonObject[], clusters: JsonObject[], clas: JsonObject[
 
 const DB = 'outbound|5432||db.default.svc.cluster.local';
 /** Istio's outbound TCP listener for a dual-stack ClusterIP, and its EDS cluster: one local and one remote pod per family. */
-function dbSnapshot(eps: [string, number][] = [['198.18.0.3', 5432], ['fd00:18::3', 5432], ['198.20.0.9', 5432]]): XdsSnapshot {
+function dbSnapshot(
+  eps: [string, number][] = [
+    ['198.18.0.3', 5432],
+    ['fd00:18::3', 5432],
+    ['198.20.0.9', 5432],
+  ],
+): XdsSnapshot {
   const l = tcpListener('198.19.0.10_5432', '198.19.0.10', 5432, DB);
   l.traffic_direction = 'OUTBOUND';
   l.additional_addresses = [{ address: { socket_address: { address: 'fd00:96::10', port_value: 5432 } } }];
@@ -52,7 +58,10 @@ test('compiler: an outbound TCP listener on a ClusterIP is a BYPASS service with
   t.regex(rule, /plain tcp_proxy/);
   // the backend itself gets its bypass verdict from the same chain (sockops pairs it)
   t.true(s.policies.some((p) => p.ip === '198.18.0.3' && p.port === 5432 && p.verdict === 'bypass'));
-  t.false(s.policies.some((p) => p.ip === '198.19.0.10'), 'the VIP is not an endpoint: no mb_policy entry');
+  t.false(
+    s.policies.some((p) => p.ip === '198.19.0.10'),
+    'the VIP is not an endpoint: no mb_policy entry',
+  );
 });
 
 test('compiler: no local endpoint gives a service with no backends (kube-proxy keeps it)', (t) => {
@@ -82,7 +91,20 @@ test('compiler: a 0.0.0.0_PORT listener with one chain per VIP host prefix: one 
       { filter_chain_match: { prefix_ranges: [{ address_prefix: '198.19.1.0', prefix_len: 24 }] }, filters: [tcpProxyFilter(b)] },
     ],
   };
-  const s = compile(snap([l], [edsCluster(a), edsCluster(b)], [cla(a, [['198.18.0.5', 3306]]), cla(b, [['198.18.0.6', 3306], ['198.18.0.7', 3306]])]), loc);
+  const s = compile(
+    snap(
+      [l],
+      [edsCluster(a), edsCluster(b)],
+      [
+        cla(a, [['198.18.0.5', 3306]]),
+        cla(b, [
+          ['198.18.0.6', 3306],
+          ['198.18.0.7', 3306],
+        ]),
+      ],
+    ),
+    loc,
+  );
   t.deepEqual(
     s.services?.map((x) => [x.vip, x.port, x.backends.map((y) => y.ip)]),
     [
@@ -99,7 +121,10 @@ test('compiler: a listener on a pod IP (headless service) or a local address is 
   const node = tcpListener('198.18.0.1_5432', '198.18.0.1', 5432, h);
   const s = compile(snap([pod, node], [edsCluster(h)], [cla(h, [['198.18.0.3', 5432]])]), loc);
   t.deepEqual(s.services, []);
-  t.true(s.notes.some((n) => /198\.18\.0\.3 is an endpoint or local address, not a service VIP/.test(n)), s.notes.join('\n'));
+  t.true(
+    s.notes.some((n) => /198\.18\.0\.3 is an endpoint or local address, not a service VIP/.test(n)),
+    s.notes.join('\n'),
+  );
 });
 
 // ---- the plan ----
@@ -160,7 +185,12 @@ function checkedTargets(t: { fail(m: string): void }) {
     }
   };
   for (const f of Object.values(fakes)) f.before = (call) => void (call.startsWith('update') || call.startsWith('delete') ? check() : undefined);
-  const names = new Map<number, string>([[tg.services.fd, 'services'], [tg.backends.fd, 'backends'], [tg.policy.fd, 'policy'], [tg.endpoints.fd, 'endpoints']]);
+  const names = new Map<number, string>([
+    [tg.services.fd, 'services'],
+    [tg.backends.fd, 'backends'],
+    [tg.policy.fd, 'policy'],
+    [tg.endpoints.fd, 'endpoints'],
+  ]);
   return {
     tg,
     fakes,
@@ -233,9 +263,21 @@ test('sync: ids are stable and a deleted service id is not reused in the same sy
   const c = checkedTargets(t);
   c.sync([], [svc('198.19.0.10', 80, ['198.18.0.3']), svc('198.19.0.11', 80, ['198.18.0.4'])]);
   const ids = () => new Map([...c.tg.services.entries()].map(([k, v]) => [k.ip, v.id]));
-  t.deepEqual(ids(), new Map([['198.19.0.10', 1], ['198.19.0.11', 2]]));
+  t.deepEqual(
+    ids(),
+    new Map([
+      ['198.19.0.10', 1],
+      ['198.19.0.11', 2],
+    ]),
+  );
   c.sync([svc('198.19.0.10', 80, ['198.18.0.3']), svc('198.19.0.11', 80, ['198.18.0.4'])], [svc('198.19.0.11', 80, ['198.18.0.4']), svc('198.19.0.12', 80, ['198.18.0.5'])]);
-  t.deepEqual(ids(), new Map([['198.19.0.11', 2], ['198.19.0.12', 3]]));
+  t.deepEqual(
+    ids(),
+    new Map([
+      ['198.19.0.11', 2],
+      ['198.19.0.12', 3],
+    ]),
+  );
   t.deepEqual([...c.tg.backends.entries()].map(([k, v]) => [k.serviceId, k.slot, v.ip]).sort(), [
     [2, 0, '198.18.0.4'],
     [3, 0, '198.18.0.5'],

@@ -108,7 +108,11 @@ test('WDS: subscribes as ztunnel (node, wildcard Address then Authorization, tok
   t.is(detail.code, 3);
   t.regex(detail.message as string, /Kubernetes\/\/Pod\/ns1\/bad.*workload\.addresses\[0\]: an IP address must be 4 or 16 bytes, got 5/);
   t.is(snaps.length, before, 'no new snapshot');
-  t.deepEqual([...(client.snapshot().addresses ?? new Map()).keys()], ['Kubernetes//Pod/ns1/a', 'Kubernetes//Pod/ns1/b', 'Kubernetes//Pod/ns2/c'], 'neither the good item nor the removal of the NACKed response applied');
+  t.deepEqual(
+    [...(client.snapshot().addresses ?? new Map()).keys()],
+    ['Kubernetes//Pod/ns1/a', 'Kubernetes//Pod/ns1/b', 'Kubernetes//Pod/ns2/c'],
+    'neither the good item nor the removal of the NACKed response applied',
+  );
   t.is(client.status().types.address?.nacks, 1);
   t.is(client.status().types.address?.lastAckVersion, 'sys2');
 
@@ -133,9 +137,7 @@ test('WDS: a 50 MiB response is accepted (grpc-js would refuse it at its 4 MiB d
   t.timeout(60_000);
   const pad = 'x'.repeat(10 * 1024);
   const N = 5200;
-  const big = Array.from({ length: N }, (_, i) =>
-    named(workload({ name: `w${i}`, namespace: 'big', ips: [`198.18.${(i >> 8) & 255}.${i & 255}`], node: 'node-a', extra: { canonical_name: pad } })),
-  );
+  const big = Array.from({ length: N }, (_, i) => named(workload({ name: `w${i}`, namespace: 'big', ips: [`198.18.${(i >> 8) & 255}.${i & 255}`], node: 'node-a', extra: { canonical_name: pad } })));
   const t0 = mustType('envoy.service.discovery.v3.DeltaDiscoveryResponse');
   const size = t0.encode({ type_url: TYPE_ADDRESS, nonce: 'x', resources: big.map((r) => ({ name: r.name, version: r.version, resource: jsonToAny(r.resource) })) } as never).finish().length;
   t.true(size > 50 * 1024 * 1024, `response is ${size} bytes`);

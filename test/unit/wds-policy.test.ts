@@ -23,7 +23,7 @@ function entries(s: CompiledState): Record<string, string> {
 function reasonsOf(s: CompiledState, ipPort: string): string[] {
   const [ip, port] = ipPort.split(':');
   const p = s.policies.find((x) => x.ip === ip && x.port === Number(port));
-  return p ? s.rules[p.ruleId]?.reasons ?? [] : [];
+  return p ? (s.rules[p.ruleId]?.reasons ?? []) : [];
 }
 
 function snap(resources: JsonObject[]): XdsSnapshot {
@@ -90,7 +90,10 @@ test('ztunnel config dump (istioctl testdata): every endpoint entry and verdict,
   t.true(reasonsOf(s, '10.244.2.53:9080').includes('the workload has a waypoint: L7 at the waypoint => proxy'));
   for (const d of ['10.244.2.55:9080', '10.244.2.56:9080', '10.244.2.57:9080', '10.244.2.58:80']) {
     t.true(reasonsOf(s, d).includes('authorization default/allow-nothing (NAMESPACE default) selects it: ztunnel enforces it => proxy'), d);
-    t.false(reasonsOf(s, d).some((r) => r.includes('allow-waypoint')), 'a selector policy no workload lists selects nothing');
+    t.false(
+      reasonsOf(s, d).some((r) => r.includes('allow-waypoint')),
+      'a selector policy no workload lists selects nothing',
+    );
   }
   t.true(s.notes.some((n) => n.includes('ratings-v1-6484c4d9bb-mdxm5') && n.includes('on network "network1"')));
 
@@ -104,13 +107,28 @@ test('ztunnel config dump (istioctl testdata): every endpoint entry and verdict,
     vips: [{ network: '', ip: '10.96.26.108' }],
     ports: [{ port: 8000, targetPort: 80, appProtocol: 'UNKNOWN' }],
     waypoint: false,
-    endpoints: [{ workload: 'default/httpbin-7447985f87-t8hv7', uid: 'Kubernetes//Pod/default/httpbin-7447985f87-t8hv7', ips: ['10.244.1.40'], network: '', local: false, ports: [{ port: 8000, targetPort: 80 }] }],
+    endpoints: [
+      {
+        workload: 'default/httpbin-7447985f87-t8hv7',
+        uid: 'Kubernetes//Pod/default/httpbin-7447985f87-t8hv7',
+        ips: ['10.244.1.40'],
+        network: '',
+        local: false,
+        ports: [{ port: 8000, targetPort: 80 }],
+      },
+    ],
   });
   const istiod = s.wdsServices?.find((x) => x.name === 'istio-system/istiod.istio-system.svc.cluster.local');
-  t.deepEqual(istiod?.ports.map((p) => `${p.port}->${p.targetPort}`), ['443->15017', '15010->15010', '15012->15012', '15014->15014']);
+  t.deepEqual(
+    istiod?.ports.map((p) => `${p.port}->${p.targetPort}`),
+    ['443->15017', '15010->15010', '15012->15012', '15014->15014'],
+  );
   t.deepEqual(s.wdsServices?.find((x) => x.name === 'kube-system/kubernetes.default.svc.cluster.local')?.endpoints ?? [], []);
   const reviews = s.wdsServices?.find((x) => x.name === 'bookinfo/reviews.bookinfo.svc.cluster.local');
-  t.deepEqual(reviews?.endpoints.map((e) => `${e.workload}@${e.network}`), ['bookinfo/reviews-v1-5b5d6494f4-qwjv4@', 'bookinfo/reviews-v2-5b667bcbf8-q5pn2@', 'bookinfo/reviews-v3-5b9bd44f4-7fff4@network3']);
+  t.deepEqual(
+    reviews?.endpoints.map((e) => `${e.workload}@${e.network}`),
+    ['bookinfo/reviews-v1-5b5d6494f4-qwjv4@', 'bookinfo/reviews-v2-5b667bcbf8-q5pn2@', 'bookinfo/reviews-v3-5b9bd44f4-7fff4@network3'],
+  );
 });
 
 test('ztunnel dump as a current istiod sends it (no native_tunnel on redirected pods) and without allow-nothing: default/* bypass, waypoints still proxy', (t) => {
@@ -154,7 +172,10 @@ test('a local dual-stack workload behind a plain service: bypass on both address
   const s = compile(snap([workload(base()), svc()]), NODE);
   t.deepEqual(verdicts(s), { '198.18.1.1:8080': 'bypass', 'fd00::1:1:8080': 'bypass' });
   t.deepEqual(entries(s), { '198.18.1.1/32': 'local mesh net0 ns1/a', 'fd00::1:1/128': 'local mesh net0 ns1/a' });
-  t.deepEqual(s.wdsServices?.[0]?.vips, [{ network: '', ip: '198.19.0.10' }, { network: '', ip: 'fd00::10' }]);
+  t.deepEqual(s.wdsServices?.[0]?.vips, [
+    { network: '', ip: '198.19.0.10' },
+    { network: '', ip: 'fd00::10' },
+  ]);
   t.deepEqual(s.wdsServices?.[0]?.ports, [{ port: 80, targetPort: 8080, appProtocol: 'HTTP11' }]);
   t.deepEqual(s.wdsServices?.[0]?.endpoints[0]?.ports, [{ port: 80, targetPort: 8080 }]);
   t.true(s.wdsServices?.[0]?.endpoints[0]?.local);
@@ -169,12 +190,18 @@ test('WDS service VIPs: a waypoint or a backend that is not BYPASS makes the VIP
   const wp = compile(snap([workload(base()), svc({ waypoint: '198.18.9.9' })]), NODE);
   t.true(wp.services?.every((e) => e.verdict === 'proxy'));
   const remote = compile(snap([workload({ ...base(), node: 'node-b' }), svc()]), NODE);
-  t.deepEqual(remote.services?.map((e) => [e.verdict, e.backends.length]), [
-    ['proxy', 0],
-    ['proxy', 0],
-  ]);
+  t.deepEqual(
+    remote.services?.map((e) => [e.verdict, e.backends.length]),
+    [
+      ['proxy', 0],
+      ['proxy', 0],
+    ],
+  );
   const authz = compile(snap([workload(base()), svc(), authorization({ name: 'p', namespace: 'ns1', scope: 'NAMESPACE' })]), NODE);
-  t.true(authz.services?.every((e) => e.verdict === 'proxy'), 'the backend is PROXY (an Authorization selects it), so the VIP is too');
+  t.true(
+    authz.services?.every((e) => e.verdict === 'proxy'),
+    'the backend is PROXY (an Authorization selects it), so the VIP is too',
+  );
 });
 
 test('each reason for PROXY, on its own', (t) => {
@@ -184,7 +211,11 @@ test('each reason for PROXY, on its own', (t) => {
     ['service weighted waypoints', [workload(base()), svc({ extra: { weighted_waypoints: [{ destination: { address: { network: '', address: 'xhIJCQ==' } }, weight: 1 }] } })], /has a waypoint/],
     ['GLOBAL authorization', [workload(base()), svc(), authorization({ name: 'p', namespace: 'istio-system', scope: 'GLOBAL' })], /authorization istio-system\/p \(GLOBAL\)/],
     ['NAMESPACE authorization', [workload(base()), svc(), authorization({ name: 'p', namespace: 'ns1', scope: 'NAMESPACE', action: 'DENY' })], /authorization ns1\/p \(NAMESPACE ns1\)/],
-    ['selector authorization listed', [workload({ ...base(), policies: ['ns1/p'] }), svc(), authorization({ name: 'p', namespace: 'ns1', scope: 'WORKLOAD_SELECTOR' })], /authorization ns1\/p \(WORKLOAD_SELECTOR\) selects/],
+    [
+      'selector authorization listed',
+      [workload({ ...base(), policies: ['ns1/p'] }), svc(), authorization({ name: 'p', namespace: 'ns1', scope: 'WORKLOAD_SELECTOR' })],
+      /authorization ns1\/p \(WORKLOAD_SELECTOR\) selects/,
+    ],
     ['selector authorization listed but not received', [workload({ ...base(), policies: ['ns1/q'] }), svc()], /ns1\/q \(WORKLOAD_SELECTOR\), not received/],
     ['service not received', [workload(base())], /service ns1\/svc.* not received/],
     ['workload extension', [workload({ ...base(), extra: { extensions: [{ name: 'x' }] } }), svc()], /extensions x/],
@@ -196,7 +227,10 @@ test('each reason for PROXY, on its own', (t) => {
   for (const [name, res, why] of cases) {
     const s = compile(snap(res), NODE);
     t.deepEqual(verdicts(s), { '198.18.1.1:8080': 'proxy', 'fd00::1:1:8080': 'proxy' }, name);
-    t.true(reasonsOf(s, '198.18.1.1:8080').some((r) => why.test(r)), `${name}: ${reasonsOf(s, '198.18.1.1:8080').join(' | ')}`);
+    t.true(
+      reasonsOf(s, '198.18.1.1:8080').some((r) => why.test(r)),
+      `${name}: ${reasonsOf(s, '198.18.1.1:8080').join(' | ')}`,
+    );
   }
   // a selector policy that the workload does not list selects nothing: still bypass
   const s = compile(snap([workload(base()), svc(), authorization({ name: 'p', namespace: 'ns1', scope: 'WORKLOAD_SELECTOR' })]), NODE);
@@ -289,7 +323,10 @@ test('operator exclusions: never bypass an excluded namespace or workload, as de
   const res = [workload(base()), workload({ ...base(), name: 'b', ips: ['198.18.1.2'], extra: { workload_name: 'b-deploy' } }), svc()];
   const byNs = compile(snap(res), { ...NODE, exclude: { namespaces: ['ns1'], workloads: [] } });
   t.deepEqual(verdicts(byNs), { '198.18.1.1:8080': 'proxy', '198.18.1.2:8080': 'proxy', 'fd00::1:1:8080': 'proxy' });
-  t.false(byNs.endpoints.some((e) => e.local), 'an excluded workload is no bypass source either');
+  t.false(
+    byNs.endpoints.some((e) => e.local),
+    'an excluded workload is no bypass source either',
+  );
   t.true(reasonsOf(byNs, '198.18.1.1:8080').includes('namespace ns1 excluded by the operator (--exclude-namespace) => proxy'));
   const byWl = compile(snap(res), { ...NODE, exclude: { namespaces: [], workloads: ['ns1/b-deploy'] } });
   t.deepEqual(verdicts(byWl), { '198.18.1.1:8080': 'bypass', '198.18.1.2:8080': 'proxy', 'fd00::1:1:8080': 'bypass' });
@@ -322,7 +359,10 @@ test('WDS resource list files: proto JSON through the real protos; bad items nam
     const e = t.throws(() => snapshotFromDocument({ resources }, 'f.json'), { instanceOf: XdsParseError });
     return e?.reasons.join('\n') ?? '';
   };
-  t.regex(bad([svc(), workload({ ...base(), ips: [], extra: { addresses: ['AQIDBAU='] } })]), /f\.json: Address "Kubernetes\/\/Pod\/ns1\/a".*workload\.addresses\[0\]: an IP address must be 4 or 16 bytes, got 5/);
+  t.regex(
+    bad([svc(), workload({ ...base(), ips: [], extra: { addresses: ['AQIDBAU='] } })]),
+    /f\.json: Address "Kubernetes\/\/Pod\/ns1\/a".*workload\.addresses\[0\]: an IP address must be 4 or 16 bytes, got 5/,
+  );
   t.regex(bad([{ ...svc(), service: { ...(svc().service as JsonObject), ports: [{ service_port: 0, target_port: 1 }] } }]), /service\.ports\[0\]\.service_port: port out of range/);
   t.regex(bad([{ '@type': 'type.googleapis.com/istio.workload.Address', workload: { uid: 'x', frobnicate: true } }]), /resources\[0\]: .*unknown field frobnicate/);
   t.regex(bad([workload(base()), { '@type': 'type.googleapis.com/envoy.config.cluster.v3.Cluster', name: 'c' }]), /resources\[1\]: .*in a WDS resource list/);

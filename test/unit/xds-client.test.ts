@@ -66,7 +66,17 @@ async function sync(h: Harness): Promise<void> {
   await server.waitFor(ackOf(TYPE_CLUSTER, n1));
   await server.waitFor(isType(TYPE_ENDPOINT));
   await server.waitFor(isType(TYPE_LISTENER));
-  const n2 = server.sendSotw(TYPE_ENDPOINT, [cla('svc-a', [['10.0.0.1', 8080], ['fd00::1', 8080]]), cla('b', [['10.0.0.2', 9090]])], 'e1');
+  const n2 = server.sendSotw(
+    TYPE_ENDPOINT,
+    [
+      cla('svc-a', [
+        ['10.0.0.1', 8080],
+        ['fd00::1', 8080],
+      ]),
+      cla('b', [['10.0.0.2', 9090]]),
+    ],
+    'e1',
+  );
   await server.waitFor(ackOf(TYPE_ENDPOINT, n2));
   const n3 = server.sendSotw(TYPE_LISTENER, [tcpListener('l1', '0.0.0.0', 15001, 'a')], 'l1');
   await server.waitFor(ackOf(TYPE_LISTENER, n3));
@@ -98,7 +108,17 @@ test('SotW: node on first request, CDS wildcard, ACK echoes version and nonce, t
   const ldsReq = await server.waitFor(isType(TYPE_LISTENER));
   t.true(server.requests.indexOf(ldsReq) > server.requests.indexOf(ack), 'LDS after CDS');
 
-  const n2 = server.sendSotw(TYPE_ENDPOINT, [cla('svc-a', [['10.0.0.1', 8080], ['fd00::1', 8080]]), cla('b', [['10.0.0.2', 9090]])], 'e1');
+  const n2 = server.sendSotw(
+    TYPE_ENDPOINT,
+    [
+      cla('svc-a', [
+        ['10.0.0.1', 8080],
+        ['fd00::1', 8080],
+      ]),
+      cla('b', [['10.0.0.2', 9090]]),
+    ],
+    'e1',
+  );
   const edsAck = await server.waitFor(ackOf(TYPE_ENDPOINT, n2));
   t.is(edsAck.req.version_info, 'e1');
   t.deepEqual([...(edsAck.req.resource_names as string[])].sort(), ['b', 'svc-a']);
@@ -230,7 +250,10 @@ test('SotW: unknown Any types and unknown filters are kept opaque, never fatal',
         filter_chain_match: { destination_port: 9080, prefix_ranges: [{ address_prefix: '10.0.0.0', prefix_len: 8 }] },
         filters: [
           { name: 'istio.metadata_exchange', typed_config: { '@type': 'type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange', value: pluginBytes.toString('base64') } },
-          { name: 'istio.stats', typed_config: { '@type': 'type.googleapis.com/udpa.type.v1.TypedStruct', type_url: 'type.googleapis.com/stats.PluginConfig', value: { disable_host_header_fallback: true } } },
+          {
+            name: 'istio.stats',
+            typed_config: { '@type': 'type.googleapis.com/udpa.type.v1.TypedStruct', type_url: 'type.googleapis.com/stats.PluginConfig', value: { disable_host_header_fallback: true } },
+          },
           { name: 'x.unknown', typed_config: { '@type': 'type.googleapis.com/istio.stats.PluginConfig', value: pluginBytes.toString('base64') } },
           { name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', stat_prefix: 'in', cluster: 'a' } },
         ],

@@ -109,7 +109,15 @@ test('a half-written file is not applied: only the complete file is', async (t) 
   const lines = full.split('\n');
   const cut = lines.findIndex((l, i) => i > 0 && l.startsWith('  - '));
   const fd = fs.openSync(file, 'w');
-  fs.writeSync(fd, lines.slice(0, lines.findIndex((l, i) => i > cut && l.startsWith('  - '))).join('\n') + '\n');
+  fs.writeSync(
+    fd,
+    lines
+      .slice(
+        0,
+        lines.findIndex((l, i) => i > cut && l.startsWith('  - ')),
+      )
+      .join('\n') + '\n',
+  );
   await sleep(300);
   fs.writeSync(fd, lines.slice(lines.findIndex((l, i) => i > cut && l.startsWith('  - '))).join('\n'));
   fs.closeSync(fd);
@@ -206,8 +214,14 @@ test('nothing usable is refused with the count of ignored resources; an empty sn
     { '@type': 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration', name: 'r2' },
     { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret', name: 's' },
   ];
-  t.regex(t.throws(() => snapshotFromDocument(unknown as Json, 'f'), { instanceOf: XdsParseError })?.message ?? '', /^f: no cluster, endpoint or listener to apply: 3 resources ignored \(.*RouteConfiguration, .*Secret\)/);
-  t.regex(t.throws(() => snapshotFromDocument([], 'f'), { instanceOf: XdsParseError })?.message ?? '', /the list is empty; to remove every entry on purpose, write \{"resources": \[\], "allow_empty": true\}/);
+  t.regex(
+    t.throws(() => snapshotFromDocument(unknown as Json, 'f'), { instanceOf: XdsParseError })?.message ?? '',
+    /^f: no cluster, endpoint or listener to apply: 3 resources ignored \(.*RouteConfiguration, .*Secret\)/,
+  );
+  t.regex(
+    t.throws(() => snapshotFromDocument([], 'f'), { instanceOf: XdsParseError })?.message ?? '',
+    /the list is empty; to remove every entry on purpose, write \{"resources": \[\], "allow_empty": true\}/,
+  );
   t.throws(() => snapshotFromDocument({ resources: [] }, 'f'), { instanceOf: XdsParseError });
   t.throws(() => snapshotFromDocument({ configs: [{ '@type': 'type.googleapis.com/envoy.admin.v2alpha.ClustersConfigDump' }] }, 'f'), { instanceOf: XdsParseError });
   const empty = snapshotFromDocument({ resources: [], allow_empty: true }, 'f').snapshot;

@@ -15,9 +15,7 @@ import { edsCluster, staticCluster, tcpListener } from '../helpers/resources.js'
 
 // the repo's copy of the Istio dumps (test/fixtures/istio), from dist/test/unit or test/unit
 const here = path.dirname(fileURLToPath(import.meta.url));
-const FIX = [path.resolve(here, '../../../test/fixtures/istio'), path.resolve(here, '../fixtures/istio')].find((d) =>
-  fs.existsSync(path.join(d, 'waypoint-configdump.json')),
-) as string;
+const FIX = [path.resolve(here, '../../../test/fixtures/istio'), path.resolve(here, '../fixtures/istio')].find((d) => fs.existsSync(path.join(d, 'waypoint-configdump.json'))) as string;
 const SIDECAR = path.join(FIX, 'sidecar-endpoints-configdump.json');
 const WAYPOINT = path.join(FIX, 'waypoint-configdump.json');
 const CLUSTERS_LISTENERS = path.join(FIX, 'clusters-listeners-configdump.json');
@@ -130,8 +128,19 @@ test('YAML config_dump, YAML list and {resources:[...]} inputs give the same sna
   const fromYamlList = snapshotFromDocument(parseText(toYaml(res))).snapshot;
   const dump = {
     configs: [
-      { '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump', version_info: 'v7', dynamic_active_clusters: [{ version_info: 'v7', cluster: res[0] }], static_clusters: [{ cluster: res[1] }] },
-      { '@type': 'type.googleapis.com/envoy.admin.v3.ListenersConfigDump', dynamic_listeners: [{ name: 'l', active_state: { listener: res[2] } }, { name: 'w', warming_state: { listener: tcpListener('w', '::', 1, 'a') } }] },
+      {
+        '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump',
+        version_info: 'v7',
+        dynamic_active_clusters: [{ version_info: 'v7', cluster: res[0] }],
+        static_clusters: [{ cluster: res[1] }],
+      },
+      {
+        '@type': 'type.googleapis.com/envoy.admin.v3.ListenersConfigDump',
+        dynamic_listeners: [
+          { name: 'l', active_state: { listener: res[2] } },
+          { name: 'w', warming_state: { listener: tcpListener('w', '::', 1, 'a') } },
+        ],
+      },
     ],
   };
   const fromYamlDump = snapshotFromDocument(parseText(toYaml(dump))).snapshot;

@@ -47,10 +47,22 @@ test('buildNode: Istio node id, INSTANCE_IPS as one comma-separated string, opti
 
 test('backoffDelay: exponential, capped, jittered downwards within the configured fraction', (t) => {
   const o = { initialMs: 100, maxMs: 1000, multiplier: 2, jitter: 0.5 };
-  t.is(backoffDelay(0, o, () => 0), 100);
-  t.is(backoffDelay(3, o, () => 0), 800);
-  t.is(backoffDelay(10, o, () => 0), 1000);
-  t.is(backoffDelay(10, o, () => 1), 500);
+  t.is(
+    backoffDelay(0, o, () => 0),
+    100,
+  );
+  t.is(
+    backoffDelay(3, o, () => 0),
+    800,
+  );
+  t.is(
+    backoffDelay(10, o, () => 0),
+    1000,
+  );
+  t.is(
+    backoffDelay(10, o, () => 1),
+    500,
+  );
   for (let i = 0; i < 50; i++) {
     const d = backoffDelay(2, o);
     t.true(d >= 200 && d <= 400, String(d));
