@@ -26,6 +26,7 @@ import {
   sockKey,
   STAT_NAMES,
   u64Host,
+  type Codec,
   type EndpointValue,
   type PolicyKey,
   type PolicyValue,
@@ -111,26 +112,22 @@ export function openMaps(pinDir: string, opts: { readOnly?: boolean } = {}): Mes
   const ro = opts.readOnly ?? false;
   const opened: Array<{ close(): void }> = [];
   try {
-    const sockets = new BpfMap(objGet(p.map('mb_sockets'), ro), sockKey, u64Host, 'mb_sockets');
-    opened.push(sockets);
-    const endpoints = new BpfMap(objGet(p.map('mb_endpoints'), ro), endpointKey, endpointValue, 'mb_endpoints');
-    opened.push(endpoints);
-    const policy = new BpfMap(objGet(p.map('mb_policy'), ro), policyKey, policyValue, 'mb_policy');
-    opened.push(policy);
+    const open = <K, V>(name: MapName, key: Codec<K>, value: Codec<V>): BpfMap<K, V> => {
+      const m = new BpfMap(objGet(p.map(name), ro), key, value, name);
+      opened.push(m);
+      return m;
+    };
+    const sockets = open('mb_sockets', sockKey, u64Host);
+    const endpoints = open('mb_endpoints', endpointKey, endpointValue);
+    const policy = open('mb_policy', policyKey, policyValue);
     const stats = new PerCpuCounters(objGet(p.map('mb_stats'), ro), 'mb_stats');
     opened.push(stats);
-    const config = new BpfMap(objGet(p.map('mb_config'), ro), u32Host, sidecarConfig, 'mb_config');
-    opened.push(config);
-    const sidecar = new BpfMap(objGet(p.map('mb_sidecar'), ro), endpointKey, u32Host, 'mb_sidecar');
-    opened.push(sidecar);
-    const legs = new BpfMap(objGet(p.map('mb_legs'), ro), policyKey, legValue, 'mb_legs');
-    opened.push(legs);
-    const services = new BpfMap(objGet(p.map('mb_services'), ro), policyKey, serviceValue, 'mb_services');
-    opened.push(services);
-    const backends = new BpfMap(objGet(p.map('mb_backends'), ro), backendKey, backendValue, 'mb_backends');
-    opened.push(backends);
-    const netns = new BpfMap(objGet(p.map('mb_netns'), ro), u64Host, netnsValue, 'mb_netns');
-    opened.push(netns);
+    const config = open('mb_config', u32Host, sidecarConfig);
+    const sidecar = open('mb_sidecar', endpointKey, u32Host);
+    const legs = open('mb_legs', policyKey, legValue);
+    const services = open('mb_services', policyKey, serviceValue);
+    const backends = open('mb_backends', backendKey, backendValue);
+    const netns = open('mb_netns', u64Host, netnsValue);
     return { sockets, endpoints, policy, stats, config, sidecar, legs, services, backends, netns, close: () => opened.forEach((m) => m.close()) };
   } catch (e) {
     opened.forEach((m) => m.close());

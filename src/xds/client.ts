@@ -23,7 +23,7 @@ import { child } from '../log.js';
 import { encodeJson } from './json.js';
 import { buildNode, buildZtunnelNode, type NodeOptions, type ZtunnelNodeOptions } from './node.js';
 import { mustType } from './protos.js';
-import { applyDelta, applySotw, decodeAndValidate, sameResources, type RawAny } from './state.js';
+import { applyDelta, applySotw, copyStatus, decodeAndValidate, sameResources, type RawAny } from './state.js';
 import { edsNames } from './validate.js';
 import { KINDS, kindOfType, kindsOf, resourcesOf } from './kinds.js';
 import {
@@ -171,11 +171,7 @@ export class XdsClient extends EventEmitter<XdsSourceEvents> implements XdsSourc
   }
 
   status(): XdsStatus {
-    const t = this.st.types;
-    const types: XdsStatus['types'] = { cds: { ...t.cds }, eds: { ...t.eds }, lds: { ...t.lds } };
-    if (t.address) types.address = { ...t.address };
-    if (t.authorization) types.authorization = { ...t.authorization };
-    return { ...this.st, types };
+    return copyStatus(this.st);
   }
 
   start(): void {

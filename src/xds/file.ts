@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { XdsParseError } from '../errors.js';
 import { child } from '../log.js';
 import { clip, Reasons } from './reasons.js';
-import { canonical } from './state.js';
+import { canonical, copyStatus } from './state.js';
 import { isObject } from './validate.js';
 import { kindOfType, resourcesOf, validateSet, WDS_KIND_NAMES } from './kinds.js';
 import { isWdsDocument, wdsSnapshotFromDocument } from './wds-file.js';
@@ -395,11 +395,7 @@ export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsS
   }
 
   status(): XdsStatus {
-    const t = this.st.types;
-    const types: XdsStatus['types'] = { cds: { ...t.cds }, eds: { ...t.eds }, lds: { ...t.lds } };
-    if (t.address) types.address = { ...t.address };
-    if (t.authorization) types.authorization = { ...t.authorization };
-    return { ...this.st, types };
+    return copyStatus(this.st);
   }
 
   /**

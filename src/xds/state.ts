@@ -8,7 +8,7 @@ import { lookupType } from './protos.js';
 import { unknownFields } from './unknown.js';
 import { edsNames } from './validate.js';
 import { KINDS, label, resourcesOf, validateSet } from './kinds.js';
-import type { JsonObject, XdsKind, XdsSnapshot } from './types.js';
+import type { JsonObject, XdsKind, XdsSnapshot, XdsStatus } from './types.js';
 
 /** Key of the list of unknown wire fields on a decoded WDS resource (not a proto field). */
 export const UNKNOWN_FIELDS = '@unknown_fields';
@@ -173,4 +173,13 @@ export function sameResources(a: XdsSnapshot, b: XdsSnapshot): boolean {
     }
   }
   return true;
+}
+
+/** A copy of a source's status for readers (every per-type entry copied, so later updates do not show through). */
+export function copyStatus(st: XdsStatus): XdsStatus {
+  const t = st.types;
+  const types: XdsStatus['types'] = { cds: { ...t.cds }, eds: { ...t.eds }, lds: { ...t.lds } };
+  if (t.address) types.address = { ...t.address };
+  if (t.authorization) types.authorization = { ...t.authorization };
+  return { ...st, types };
 }
