@@ -205,62 +205,58 @@ static __always_inline int mb_vip_connect(struct bpf_sock_addr *ctx, const struc
 }
 #endif /* MB_NO_VIP */
 
+/* Both families: mark the owner, then resolve the VIP. 0 = rewrite to *be. */
+static __always_inline int mb_connect(struct bpf_sock_addr *ctx, const struct mb_policy_key *vip, struct mb_backend_value *be)
+{
+	const struct mb_config *c = mb_cfg();
+	__u64 ug = bpf_get_current_uid_gid();
+
+	mb_mark_owner(ctx, c, ug);
+#ifndef MB_NO_VIP
+	return mb_vip_connect(ctx, c, ug, vip, be);
+#else
+	return -1;
+#endif
+}
+
 SEC("cgroup/connect4")
 int mb_connect4(struct bpf_sock_addr *ctx)
 {
-	const struct mb_config *c = mb_cfg();
-	__u64 ug;
+	struct mb_policy_key vip = {};
+	struct mb_backend_value be = {};
 
 	if (ctx->type != MB_SOCK_STREAM)
 		return 1;
-	ug = bpf_get_current_uid_gid();
-	mb_mark_owner(ctx, c, ug);
-#ifndef MB_NO_VIP
-	{
-		struct mb_policy_key vip = {};
-		struct mb_backend_value be;
-
-		mb_ip_from_v4(vip.ip, MB_CTX_U32(ctx, user_ip4));
-		vip.port = (__u16)MB_CTX_U32(ctx, user_port); /* network order in the low half */
-		if (mb_vip_connect(ctx, c, ug, &vip, &be) == 0) {
-			ctx->user_ip4 = be.ip[3];
-			ctx->user_port = be.port;
-		}
+	mb_ip_from_v4(vip.ip, MB_CTX_U32(ctx, user_ip4));
+	vip.port = (__u16)MB_CTX_U32(ctx, user_port); /* network order in the low half */
+	if (mb_connect(ctx, &vip, &be) == 0) {
+		ctx->user_ip4 = be.ip[3];
+		ctx->user_port = be.port;
 	}
-#endif
 	return 1;
 }
 
 SEC("cgroup/connect6")
 int mb_connect6(struct bpf_sock_addr *ctx)
 {
-	const struct mb_config *c = mb_cfg();
-	__u64 ug;
+	struct mb_policy_key vip = {};
+	struct mb_backend_value be = {};
 
 	if (ctx->type != MB_SOCK_STREAM)
 		return 1;
-	ug = bpf_get_current_uid_gid();
-	mb_mark_owner(ctx, c, ug);
-#ifndef MB_NO_VIP
-	{
-		struct mb_policy_key vip = {};
-		struct mb_backend_value be;
-
-		/* ::ffff:a.b.c.d on a dual-stack socket is the IPv4 VIP, as stored. */
-		vip.ip[0] = MB_CTX_U32(ctx, user_ip6[0]);
-		vip.ip[1] = MB_CTX_U32(ctx, user_ip6[1]);
-		vip.ip[2] = MB_CTX_U32(ctx, user_ip6[2]);
-		vip.ip[3] = MB_CTX_U32(ctx, user_ip6[3]);
-		vip.port = (__u16)MB_CTX_U32(ctx, user_port);
-		if (mb_vip_connect(ctx, c, ug, &vip, &be) == 0) {
-			ctx->user_ip6[0] = be.ip[0];
-			ctx->user_ip6[1] = be.ip[1];
-			ctx->user_ip6[2] = be.ip[2];
-			ctx->user_ip6[3] = be.ip[3];
-			ctx->user_port = be.port;
-		}
+	/* ::ffff:a.b.c.d on a dual-stack socket is the IPv4 VIP, as stored. */
+	vip.ip[0] = MB_CTX_U32(ctx, user_ip6[0]);
+	vip.ip[1] = MB_CTX_U32(ctx, user_ip6[1]);
+	vip.ip[2] = MB_CTX_U32(ctx, user_ip6[2]);
+	vip.ip[3] = MB_CTX_U32(ctx, user_ip6[3]);
+	vip.port = (__u16)MB_CTX_U32(ctx, user_port);
+	if (mb_connect(ctx, &vip, &be) == 0) {
+		ctx->user_ip6[0] = be.ip[0];
+		ctx->user_ip6[1] = be.ip[1];
+		ctx->user_ip6[2] = be.ip[2];
+		ctx->user_ip6[3] = be.ip[3];
+		ctx->user_port = be.port;
 	}
-#endif
 	return 1;
 }
 
