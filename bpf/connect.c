@@ -31,6 +31,9 @@
  *    answer with it while the peer is still that backend.
  *
  * The connect is always allowed (return 1).
+ *
+ * Also here: getpeername4/6 (the VIP of a translated socket) and
+ * getsockname4/6 (the real port of an in-pod server socket, bpf/inpod.c).
  */
 #include "include/maps.h"
 #include "include/ctx.h"
@@ -311,6 +314,41 @@ int mb_getpeername6(struct bpf_sock_addr *ctx)
 		ctx->user_port = st->vip_port;
 		mb_count(MB_STAT_VIP_PEERNAME, 1);
 	}
+	return 1;
+}
+
+/* getsockname on an in-pod server socket (bpf/inpod.c): the inbound REDIRECT
+ * bound it to 15006; the app is told the port its client asked for. */
+static __always_inline __u16 mb_inpod_sockname(struct bpf_sock_addr *ctx)
+{
+	struct mb_sk_state *st;
+
+	if (!ctx->sk || (__u16)MB_CTX_U32(ctx, user_port) != bpf_htons(MB_INPOD_INBOUND_PORT))
+		return 0;
+	st = bpf_sk_storage_get(&mb_sk_state, ctx->sk, 0, 0);
+	if (!st || !(st->flags & MB_SKS_INPOD_SERVER))
+		return 0;
+	mb_count(MB_STAT_INPOD_GETSOCKNAME, 1);
+	return st->peer.remote_port;
+}
+
+SEC("cgroup/getsockname4")
+int mb_getsockname4(struct bpf_sock_addr *ctx)
+{
+	__u16 port = mb_inpod_sockname(ctx);
+
+	if (port)
+		ctx->user_port = port;
+	return 1;
+}
+
+SEC("cgroup/getsockname6")
+int mb_getsockname6(struct bpf_sock_addr *ctx)
+{
+	__u16 port = mb_inpod_sockname(ctx);
+
+	if (port)
+		ctx->user_port = port;
 	return 1;
 }
 #endif /* MB_NO_VIP */

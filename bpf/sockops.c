@@ -17,10 +17,23 @@
  * is paired only if its own key is exactly that claim. The client side
  * classifies with the same rules istio-iptables writes (ISTIO_OUTPUT /
  * ISTIO_INBOUND); the owner (app or proxy uid/gid) comes from the connect hook.
+ *
+ * In-pod (Istio ambient): istio-cni's rules in each pod's namespace send every
+ * TCP connection to ztunnel, except from sockets marked 0x539. For a flow
+ * between two enrolled pods (mb_inpod) that the direct rule would bypass, the
+ * client socket gets that mark before its SYN leaves (TCP_CONNECT_CB: its own
+ * pod's outbound capture is skipped) and a claim in mb_legs; the server pod's
+ * sk_lookup program (bpf/inpod.c) hands that SYN to the app's own listener
+ * although the inbound REDIRECT sent it to 15006, and marks the claim
+ * STEERED. Both sockets pair only if it did. Every other connection is
+ * captured as before. Listeners of enrolled pods are recorded at LISTEN.
  */
 #include "include/maps.h"
 #include "include/ctx.h"
 #include "include/splice.h"
+
+#define MB_SOL_SOCKET 1
+#define MB_SO_MARK 36
 
 static __always_inline int mb_is_local(const struct mb_endpoint_value *e)
 {
@@ -78,6 +91,8 @@ static __always_inline int mb_pair(struct bpf_sock_ops *skops, struct mb_sock_ke
 		mb_count(MB_STAT_LEG_MESH, 1);
 	else if (leg == MB_LEG_INBOUND)
 		mb_count(MB_STAT_LEG_INBOUND, 1);
+	else if (leg == MB_LEG_INPOD)
+		mb_count(MB_STAT_LEG_INPOD, 1);
 	return 0;
 }
 
@@ -306,8 +321,9 @@ static __always_inline int mb_sidecar_active(struct bpf_sock_ops *skops, const s
 	return 1;
 }
 
-/* Server side: pair only if our client claimed exactly this socket. */
-static __always_inline int mb_sidecar_passive(struct bpf_sock_ops *skops, struct mb_sock_key *key)
+/* Server side: pair only if our client claimed exactly this socket (a
+ * sidecar leg, or an in-pod flow whose SYN the tc program steered). */
+static __always_inline int mb_claimed_passive(struct bpf_sock_ops *skops, struct mb_sock_key *key)
 {
 	struct mb_policy_key client = {}, dst = {};
 	struct mb_leg_value *v;
@@ -335,8 +351,146 @@ static __always_inline int mb_sidecar_passive(struct bpf_sock_ops *skops, struct
 	leg = v->leg;
 	__builtin_memcpy(dst.ip, key->local_ip, sizeof(dst.ip));
 	dst.port = key->local_port;
+	if (leg == MB_LEG_INPOD) {
+		struct mb_sk_state *st;
+
+		/* Not steered: the capture took the SYN, we are ztunnel's socket. */
+		if (!(v->flags & MB_LEG_STEERED)) {
+			mb_count(MB_STAT_SKIP_SIDECAR_UNMATCHED, 1);
+			return 1;
+		}
+		/* The verdict (and exclusions) belong to the port the client asked for. */
+		dst.port = peer.remote_port;
+		if (mb_pair(skops, key, &peer, leg, &dst) == 0 && skops->sk) {
+			st = bpf_sk_storage_get(&mb_sk_state, skops->sk, 0, 0);
+			if (st)
+				st->flags |= MB_SKS_INPOD_SERVER; /* getsockname answers peer.remote_port */
+		}
+		return 1;
+	}
 	mb_pair(skops, key, &peer, leg, &dst);
 	return 1;
+}
+
+/*
+ * In-pod, client side, at TCP_CONNECT_CB (process context, before the SYN):
+ * a connection between two enrolled pods that the direct rule would bypass
+ * skips ztunnel. Everything the direct rule checks at ESTABLISHED is checked
+ * here first, so a flow is exempted only if it would be bypassed.
+ */
+static __always_inline void mb_inpod_connect(struct bpf_sock_ops *skops)
+{
+	struct mb_sock_key key = {};
+	struct mb_leg_value v = {};
+	struct mb_policy_key me = {}, pk = {};
+	const struct mb_endpoint_value *le, *re;
+	const struct mb_policy_value *pv;
+	struct mb_sk_state *st;
+	struct bpf_sock *sk = skops->sk;
+	int mark;
+	int err;
+
+	if (!sk || MB_FILL_KEY(&key, skops) < 0)
+		return;
+	if (!mb_inpod_pod(key.local_ip) || !mb_inpod_pod(key.remote_ip))
+		return;
+	if (mb_ip_is_loopback(key.remote_ip) || mb_ip_eq(key.local_ip, key.remote_ip))
+		return;
+	/* ztunnel's own sockets carry the mark already; any other mark in those
+	 * 12 bits is somebody's rule we do not know: leave both alone. */
+	if (sk->mark & MB_INPOD_MASK)
+		return;
+	if (key.remote_port == bpf_htons(MB_INPOD_HBONE_PORT) || key.remote_port == bpf_htons(MB_INPOD_INBOUND_PORT))
+		return;
+	le = mb_endpoint(key.local_ip);
+	re = mb_endpoint(key.remote_ip);
+	if (!mb_is_local(le) || !mb_is_local(re) || le->network_id != re->network_id)
+		return;
+	__builtin_memcpy(pk.ip, key.remote_ip, sizeof(pk.ip));
+	pk.port = key.remote_port;
+	pv = bpf_map_lookup_elem(&mb_policy, &pk);
+	if (!pv || pv->verdict != MB_VERDICT_BYPASS)
+		return;
+	if (bpf_map_lookup_elem(&mb_no_bypass, &pk))
+		return;
+
+	/* The server socket the client will meet: the inbound REDIRECT rewrote
+	 * the port to 15006 before the app's listener accepted it. */
+	__builtin_memcpy(&v.client, &key, sizeof(v.client));
+	__builtin_memcpy(v.claim.local_ip, key.remote_ip, sizeof(v.claim.local_ip));
+	v.claim.local_port = bpf_htons(MB_INPOD_INBOUND_PORT);
+	__builtin_memcpy(v.claim.remote_ip, key.local_ip, sizeof(v.claim.remote_ip));
+	v.claim.remote_port = key.local_port;
+	v.cookie = bpf_get_socket_cookie(skops);
+	v.leg = MB_LEG_INPOD;
+	v.ts_ns = bpf_ktime_get_ns();
+	__builtin_memcpy(me.ip, key.local_ip, sizeof(me.ip));
+	me.port = key.local_port;
+	err = bpf_map_update_elem(&mb_legs, &me, &v, BPF_NOEXIST);
+	if (err) {
+		if (err == -17 /* -EEXIST */) {
+			struct mb_leg_value *old = bpf_map_lookup_elem(&mb_legs, &me);
+
+			if (old)
+				old->flags |= MB_LEG_POISONED;
+			mb_count(MB_STAT_SKIP_SIDECAR_AMBIGUOUS, 1);
+		} else {
+			mb_count(MB_STAT_SIDECAR_TABLE_FULL, 1);
+		}
+		return;
+	}
+	st = bpf_sk_storage_get(&mb_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	mark = (int)(sk->mark | MB_INPOD_MARK);
+	if (!st || bpf_setsockopt(skops, MB_SOL_SOCKET, MB_SO_MARK, &mark, sizeof(mark))) {
+		bpf_map_delete_elem(&mb_legs, &me);
+		mb_count(MB_STAT_INSERT_FAILED, 1);
+		return;
+	}
+	st->flags |= MB_SKS_INPOD;
+	/* Remove the claim when this socket closes. */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	mb_count(MB_STAT_INPOD_MARKED, 1);
+}
+
+/* In-pod, server side: record an enrolled pod's listener (netns, port, family). */
+static __always_inline void mb_inpod_listen(struct bpf_sock_ops *skops)
+{
+	struct mb_listener_key k = {};
+	__u64 ns = bpf_get_netns_cookie(skops);
+	int err;
+
+	if (!bpf_map_lookup_elem(&mb_inpod_ns, &ns))
+		return;
+	k.netns_cookie = ns;
+	k.port = mb_local_port_net(MB_CTX_U32(skops, local_port));
+	k.family = (__u16)MB_CTX_U32(skops, family);
+	err = bpf_sock_hash_update(skops, &mb_listeners, &k, BPF_NOEXIST);
+	if (err == 0)
+		mb_count(MB_STAT_INPOD_LISTENERS, 1); /* a second listener on one port/family: the first is kept */
+}
+
+/* In-pod, client side, at ESTABLISHED: pair only if the SYN was steered. */
+static __always_inline void mb_inpod_active(struct bpf_sock_ops *skops, struct mb_sock_key *key)
+{
+	struct mb_policy_key me = {}, dst = {};
+	struct mb_leg_value *v;
+
+	__builtin_memcpy(me.ip, key->local_ip, sizeof(me.ip));
+	me.port = key->local_port;
+	v = bpf_map_lookup_elem(&mb_legs, &me);
+	if (!v || v->leg != MB_LEG_INPOD || v->cookie != bpf_get_socket_cookie(skops) || (v->flags & MB_LEG_POISONED)) {
+		mb_count(MB_STAT_SKIP_SIDECAR_AMBIGUOUS, 1);
+		return;
+	}
+	if (!(v->flags & MB_LEG_STEERED)) {
+		/* The server pod's capture took it (no listener, no tc program):
+		 * the connection runs through ztunnel's inbound port, unpaired. */
+		mb_count(MB_STAT_INPOD_NOT_STEERED, 1);
+		return;
+	}
+	__builtin_memcpy(dst.ip, key->remote_ip, sizeof(dst.ip));
+	dst.port = key->remote_port;
+	mb_pair(skops, key, &v->claim, MB_LEG_INPOD, &dst);
 }
 
 static __always_inline void mb_closed(struct bpf_sock_ops *skops)
@@ -382,7 +536,6 @@ static __always_inline void mb_established(struct bpf_sock_ops *skops, int activ
 {
 	struct mb_sock_key key = {};
 	const struct mb_endpoint_value *le, *re;
-	const struct mb_config *c;
 
 	mb_count(MB_STAT_SOCKOPS_ESTABLISHED, 1);
 	if (MB_FILL_KEY(&key, skops) < 0) {
@@ -396,13 +549,24 @@ static __always_inline void mb_established(struct bpf_sock_ops *skops, int activ
 		mb_learn_netns(skops, key.local_ip);
 #endif
 
-	c = mb_cfg();
-	if (c && (c->flags & MB_CFG_SIDECAR)) {
 #ifndef MB_NO_NETNS_COOKIE
-		if (active ? mb_sidecar_active(skops, c, &key, le, re) : mb_sidecar_passive(skops, &key))
+	if (active) {
+		const struct mb_sk_state *st = skops->sk ? bpf_sk_storage_get(&mb_sk_state, skops->sk, 0, 0) : 0;
+
+		if (st && (st->flags & MB_SKS_INPOD)) {
+			mb_inpod_active(skops, &key);
 			return;
-#endif
+		}
+	} else if (mb_claimed_passive(skops, &key)) {
+		return; /* a claimed server socket: a sidecar leg or an in-pod flow */
 	}
+	if (active) {
+		const struct mb_config *c = mb_cfg();
+
+		if (c && (c->flags & MB_CFG_SIDECAR) && mb_sidecar_active(skops, c, &key, le, re))
+			return;
+	}
+#endif
 	mb_direct(skops, &key, active, le, re);
 }
 
@@ -417,6 +581,12 @@ int mb_sockops(struct bpf_sock_ops *skops)
 		mb_established(skops, 0);
 		break;
 #ifndef MB_NO_NETNS_COOKIE
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		mb_inpod_connect(skops);
+		break;
+	case BPF_SOCK_OPS_TCP_LISTEN_CB:
+		mb_inpod_listen(skops);
+		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == BPF_TCP_CLOSE)
 			mb_closed(skops);

@@ -114,6 +114,33 @@ struct {
 	__type(value, struct mb_netns_value);
 } mb_netns SEC(".maps");
 
+/* In-pod capture skipping (see meshbpf.h), written by `meshbpf inpod attach`:
+ * mb_inpod: the addresses of each enrolled pod -> its netns cookie;
+ * mb_inpod_ns: the enrolled netns cookies (sockops puts their listeners in
+ * mb_listeners, where bpf/inpod.c finds the app's listener for a port). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mb_endpoint_key);
+	__type(value, __u64);
+} mb_inpod SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, __u32);
+} mb_inpod_ns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, struct mb_listener_key);
+	__type(value, __u64);
+} mb_listeners SEC(".maps");
+
 /* A /128 LPM key for one address: the longest prefix holding it wins. */
 static __always_inline struct mb_endpoint_key mb_host_key(const __u32 ip[4])
 {
@@ -139,6 +166,14 @@ static __always_inline const __u32 *mb_sidecar_pod(const __u32 ip[4])
 	struct mb_endpoint_key k = mb_host_key(ip);
 
 	return bpf_map_lookup_elem(&mb_sidecar, &k);
+}
+
+/* The netns cookie of the enrolled pod with this address, or NULL. */
+static __always_inline const __u64 *mb_inpod_pod(const __u32 ip[4])
+{
+	struct mb_endpoint_key k = mb_host_key(ip);
+
+	return bpf_map_lookup_elem(&mb_inpod, &k);
 }
 
 static __always_inline const struct mb_config *mb_cfg(void)

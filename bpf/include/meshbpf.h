@@ -113,6 +113,13 @@ enum mb_stat {
 	MB_STAT_VIP_SKIP_SOURCE,         /* client's netns not learned yet (no pod address known) */
 	MB_STAT_VIP_SKIP_NETWORK,        /* client or backend not local, or on different networks */
 	MB_STAT_VIP_PEERNAME,            /* getpeername answered with the VIP */
+	/* Istio ambient, in-pod capture (bpf/inpod.c) */
+	MB_STAT_INPOD_MARKED,            /* client sockets given ztunnel's mark: its outbound capture skipped */
+	MB_STAT_INPOD_STEERED,           /* SYNs handed to the server app's own listener past the inbound capture */
+	MB_STAT_INPOD_NOT_STEERED,       /* a marked flow's SYN left to the capture (no known listener, stale claim) */
+	MB_STAT_LEG_INPOD,               /* sockets paired as an in-pod flow */
+	MB_STAT_INPOD_GETSOCKNAME,       /* getsockname answered with the port the client asked for */
+	MB_STAT_INPOD_LISTENERS,         /* listening sockets of enrolled pods recorded in mb_listeners */
 	MB_STAT_MAX,
 };
 #define MB_STAT_SLOTS 64 /* 32 until 0.2: the sidecar, splice and VIP counters took 33 */
@@ -148,6 +155,7 @@ struct mb_config {
  * may remap the later one's port on the wire) poison the entry: nobody pairs.
  */
 #define MB_LEG_POISONED (1u << 0)
+#define MB_LEG_STEERED (1u << 1) /* in-pod: the server pod's tc program handed the SYN to the app's listener */
 
 enum mb_leg {
 	MB_LEG_NONE = 0,
@@ -155,22 +163,26 @@ enum mb_leg {
 	MB_LEG_MESH = 2,
 	MB_LEG_INBOUND = 3,
 	MB_LEG_DIRECT = 4, /* no capture: mirror-image keys, verdict BYPASS */
+	MB_LEG_INPOD = 5,  /* Istio ambient in-pod capture, skipped for a BYPASS flow (bpf/inpod.c) */
 };
 
 struct mb_leg_value {
 	struct mb_sock_key client; /* the client's key in mb_sockets */
 	struct mb_sock_key claim;  /* the server socket's key the client expects */
 	__u64 cookie;              /* client socket cookie: only the owner removes it */
-	__u32 flags;               /* MB_LEG_POISONED */
+	__u32 flags;               /* MB_LEG_POISONED, MB_LEG_STEERED */
 	__u32 leg;                 /* enum mb_leg */
+	__u64 ts_ns;               /* bpf_ktime_get_ns() of the claim (in-pod: honoured for MB_INPOD_SYN_NS) */
 };
-#define MB_LEG_VALUE_SIZE 112
+#define MB_LEG_VALUE_SIZE 120
 
 /* mb_sk_state (SK_STORAGE) value: per-socket state, freed with the socket. */
 #define MB_SKS_FELL_BACK (1u << 0) /* sent through the stack once: never redirect again */
 #define MB_SKS_PAIRED (1u << 1)    /* peer below is valid; the socket is in mb_sockets */
 #define MB_SKS_APP (1u << 2)       /* connect() by a non-proxy uid/gid (cgroup/connect hook) */
 #define MB_SKS_PROXY (1u << 3)     /* connect() by the proxy uid/gid */
+#define MB_SKS_INPOD (1u << 4)     /* in-pod flow: this client was given ztunnel's mark (bpf/inpod.c) */
+#define MB_SKS_INPOD_SERVER (1u << 5) /* in-pod flow, server side: peer.remote_port is the port the client asked for */
 
 struct mb_sk_state {
 	__u32 flags; /* MB_SKS_* */
@@ -260,5 +272,29 @@ struct mb_exclude_value {
 	char comm[16];  /* splice: that reader's command name */
 };
 #define MB_EXCLUDE_VALUE_SIZE 40
+
+/*
+ * Istio ambient, in-pod capture (istio-cni writes the rules in each pod's
+ * network namespace; istio/istio cni/pkg/iptables). Sockets carrying mark
+ * 0x539 under mask 0xfff are exempt from the outbound REDIRECT (15001) and
+ * from the inbound one (15006). mb_inpod (LPM trie, mb_endpoints' key) maps
+ * the addresses of the pods enrolled with `meshbpf inpod attach` (whose
+ * namespace runs bpf/inpod.c) to their netns cookie; only flows between two
+ * of them are skipped. mb_listeners (SOCKHASH) holds their listening sockets.
+ */
+struct mb_listener_key {
+	__u64 netns_cookie;
+	__u16 port;   /* network order */
+	__u16 family; /* AF_INET / AF_INET6 of the listening socket */
+	__u32 _pad;
+};
+#define MB_LISTENER_KEY_SIZE 16
+_Static_assert(sizeof(struct mb_listener_key) == MB_LISTENER_KEY_SIZE, "mb_listener_key");
+
+#define MB_INPOD_MARK 0x539
+#define MB_INPOD_MASK 0xfff
+#define MB_INPOD_INBOUND_PORT 15006 /* ZtunnelInboundPlaintextPort: where the inbound REDIRECT sends the SYN */
+#define MB_INPOD_HBONE_PORT 15008   /* never redirected by the inbound rule */
+#define MB_INPOD_SYN_NS (10ull * 1000000000ull) /* a claim steers SYNs (and their retransmits) for 10 s */
 
 #endif /* MESHBPF_H */

@@ -112,6 +112,9 @@ export class AgentMetrics {
       },
     });
     counter('meshbpf_vip_peername_restored_total', 'getpeername calls answered with the VIP of a translated socket', (s) => s.vip_peername_restored);
+    counter('meshbpf_inpod_marked_total', 'in-pod (ambient): client sockets exempted from ztunnel outbound capture (mark 0x539) for a bypassed flow', (s) => s.inpod_marked);
+    counter('meshbpf_inpod_steered_total', "in-pod (ambient): SYNs handed to the server app's own listener past the inbound capture", (s) => s.inpod_steered);
+    counter('meshbpf_inpod_not_steered_total', 'in-pod (ambient): SYNs of exempted flows left to the inbound capture (no known listener, stale claim)', (s) => s.inpod_not_steered);
     // One walk of the maps per scrape: the entries gauge counts and also sets
     // the capacity gauge, which the registry collects right after it
     // (registration order).

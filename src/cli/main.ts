@@ -14,6 +14,7 @@ import { registerDemo } from './demo.js';
 import { registerSync } from './sync.js';
 import { registerAgent } from './agent.js';
 import { registerExclude } from './exclude.js';
+import { registerInpod } from './inpod.js';
 import { lockOwner } from '../agent/lock.js';
 
 export function buildProgram(): Command {
@@ -183,6 +184,7 @@ export function buildProgram(): Command {
   registerSync(program);
   registerAgent(program);
   registerExclude(program);
+  registerInpod(program);
   registerDemo(program);
   return program;
 }

@@ -18,7 +18,7 @@ const log = child('compile');
 
 /** One object per hook: bpf/<name>.c -> build/bpf/<name>.o. The first three are
  * required; the splice guard objects load where the kernel allows (load.ts). */
-export const BPF_OBJECTS = ['sockops', 'sk_msg', 'connect', 'splice', 'splice_refuse'] as const;
+export const BPF_OBJECTS = ['sockops', 'sk_msg', 'connect', 'inpod', 'splice', 'splice_refuse'] as const;
 
 /**
  * Every build the loader may pick (features.ts's requireFeatures returns one

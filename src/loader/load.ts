@@ -36,6 +36,7 @@ import { probeFeatures, requireFeatures, VIP_MISSING } from './features.js';
 import { checkPrivileges, chooseCgroup, ensureBpffs, type CgroupChoice } from './preflight.js';
 import { BpfError, UserError, VerifierError } from '../errors.js';
 import { CleanupStack } from '../cleanup.js';
+import { detachAllInpod, refreshInpod } from './inpod.js';
 import { child } from '../log.js';
 
 const log = child('loader');
@@ -186,8 +187,8 @@ export function load(opts: LoadOptions = {}): LoadResult {
       for (const pr of objApi.programs(o)) progs.set(progApi.name(pr), { fd: progApi.fd(pr), handle: pr });
       loaded.push({ obj: o, progs });
     };
-    const required = objects.slice(0, 3); // sockops, sk_msg, connect
-    const guardObjs = objects.slice(3); // the splice guard's tracing objects
+    const required = objects.slice(0, 4); // sockops, sk_msg, connect, inpod
+    const guardObjs = objects.slice(4); // the splice guard's tracing objects
     for (const path of required) loadObject(path);
 
     const findProg = (name: string): { fd: number; handle: ProgHandle } => {
@@ -227,6 +228,9 @@ export function load(opts: LoadOptions = {}): LoadResult {
       if (existsSync(path)) unlinkSync(path);
       if (progNames.includes(name)) objPin(progFd(name), path);
     }
+
+    // Enrolled pods' sk_lookup links still run the old program: swap in the new one.
+    refreshInpod(pinDir);
 
     const programs = progNames.map((name) => {
       const i = progInfo(progFd(name));
@@ -399,6 +403,10 @@ export function unload(opts: { pinDir?: string } = {}): UnloadResult {
   const p = pinPaths(pinDir);
   if (!existsSync(p.root)) throw new UserError(`nothing to unload: ${pinDir} does not exist`);
   const removed: string[] = [];
+
+  // Enrolled pods first: their addresses leave mb_inpod (no client is marked
+  // any more), then their sk_lookup links go.
+  for (const ns of detachAllInpod(pinDir, { mapsGone: !existsSync(p.map('mb_inpod')) })) removed.push(`sk_lookup link of ${ns}`);
 
   // sockops first, then the connect hooks, then getpeername (the reverse of the attach order).
   for (const l of [...CGROUP_LINKS].reverse()) {

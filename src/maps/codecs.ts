@@ -17,7 +17,7 @@ export const MB_POLICY_KEY_SIZE = 20;
 export const MB_POLICY_VALUE_SIZE = 8;
 export const MB_STAT_SLOTS = 64;
 export const MB_CONFIG_SIZE = 68;
-export const MB_LEG_VALUE_SIZE = 112;
+export const MB_LEG_VALUE_SIZE = 120;
 export const MB_CFG_PORTS = 8;
 export const MB_EXCLUDE_VALUE_SIZE = 40;
 export const MB_SERVICE_VALUE_SIZE = 16;
@@ -198,6 +198,12 @@ export const STAT_NAMES = [
   'vip_skip_source_unknown',
   'vip_skip_network',
   'vip_peername_restored',
+  'inpod_marked',
+  'inpod_steered',
+  'inpod_not_steered',
+  'leg_inpod',
+  'inpod_sockname_restored',
+  'inpod_listeners',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type Stats = Record<StatName, bigint>;
@@ -266,7 +272,7 @@ export const sidecarConfig: Codec<SidecarConfig> = {
   },
 };
 
-export const LEG_NAMES = ['none', 'outbound', 'mesh', 'inbound', 'direct'] as const;
+export const LEG_NAMES = ['none', 'outbound', 'mesh', 'inbound', 'direct', 'inpod'] as const;
 export type LegName = (typeof LEG_NAMES)[number];
 
 export interface LegValue {
@@ -274,7 +280,11 @@ export interface LegValue {
   claim: SockKey;
   cookie: bigint;
   poisoned: boolean;
+  /** in-pod: the server pod's tc program handed the SYN to the app's listener */
+  steered: boolean;
   leg: LegName;
+  /** CLOCK_MONOTONIC ns of the claim */
+  tsNs: bigint;
 }
 
 export const legValue: Codec<LegValue> = {
@@ -283,15 +293,18 @@ export const legValue: Codec<LegValue> = {
     sockKey.encode(b, o, v.client);
     sockKey.encode(b, o + 48, v.claim);
     b.writeBigUInt64LE(v.cookie, o + 96);
-    b.writeUInt32LE(v.poisoned ? 1 : 0, o + 104);
+    b.writeUInt32LE((v.poisoned ? 1 : 0) | (v.steered ? 2 : 0), o + 104);
     b.writeUInt32LE(Math.max(0, LEG_NAMES.indexOf(v.leg)), o + 108);
+    b.writeBigUInt64LE(v.tsNs, o + 112);
   },
   decode: (b, o) => ({
     client: sockKey.decode(b, o),
     claim: sockKey.decode(b, o + 48),
     cookie: b.readBigUInt64LE(o + 96),
     poisoned: (b.readUInt32LE(o + 104) & 1) !== 0,
+    steered: (b.readUInt32LE(o + 104) & 2) !== 0,
     leg: LEG_NAMES[b.readUInt32LE(o + 108)] ?? 'none',
+    tsNs: b.readBigUInt64LE(o + 112),
   }),
 };
 // ---- mb_no_bypass: destinations never bypassed (key: policyKey) ----

@@ -41,7 +41,7 @@ export function dumpMap(maps: MeshMaps, name: MapName): DumpEntry[] {
     case 'mb_legs':
       return [...maps.legs.entries()].map(([k, v]) => ({
         key: k,
-        value: { leg: v.leg, poisoned: v.poisoned, client: strKey(v.client), claim: strKey(v.claim), socketCookie: v.cookie.toString() },
+        value: { leg: v.leg, poisoned: v.poisoned, steered: v.steered, client: strKey(v.client), claim: strKey(v.claim), socketCookie: v.cookie.toString() },
       }));
     case 'mb_services':
       return [...maps.services.entries()]
@@ -51,6 +51,10 @@ export function dumpMap(maps: MeshMaps, name: MapName): DumpEntry[] {
       return [...maps.backends.entries()].map(([k, v]) => ({ key: k, value: v })).sort((a, b) => a.key.serviceId - b.key.serviceId || a.key.slot - b.key.slot);
     case 'mb_netns':
       return [...maps.netns.entries()].map(([k, v]) => ({ key: k.toString(), value: v })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    case 'mb_inpod':
+      return [...maps.inpod.entries()].map(([k, v]) => ({ key: k, value: { netnsCookie: v.toString() } })).sort((a, b) => String(a.key).localeCompare(String(b.key)));
+    case 'mb_inpod_ns':
+      return [...maps.inpodNs.entries()].map(([k]) => ({ key: k.toString(), value: { enrolled: true } }));
   }
 }
 
@@ -103,6 +107,7 @@ export function renderTable(name: MapName, entries: DumpEntry[]): string {
         const v = e.value as {
           leg: string;
           poisoned: boolean;
+          steered: boolean;
           client: { localIp: string; localPort: number; remoteIp: string; remotePort: number };
           claim: { localIp: string; localPort: number; netnsCookie: string };
         };
@@ -110,7 +115,7 @@ export function renderTable(name: MapName, entries: DumpEntry[]): string {
           `${hostPort(v.client.localIp, v.client.localPort)} -> ${hostPort(v.client.remoteIp, v.client.remotePort)}`,
           v.leg,
           `${hostPort(v.claim.localIp, v.claim.localPort)}${v.claim.netnsCookie !== '0' ? ' (in pod)' : ''}`,
-          v.poisoned ? 'ambiguous' : 'ok',
+          v.poisoned ? 'ambiguous' : v.leg === 'inpod' ? (v.steered ? 'steered' : 'claimed') : 'ok',
         ]);
       }
       break;
@@ -136,6 +141,14 @@ export function renderTable(name: MapName, entries: DumpEntry[]): string {
         const v = e.value as { ip4: string | null; ip6: string | null; proxy: boolean };
         rows.push([String(e.key), v.ip4 ?? '-', v.ip6 ?? '-', v.proxy ? 'yes' : 'no']);
       }
+      break;
+    case 'mb_inpod':
+      rows.push(['IN-POD ENROLLED PREFIX', 'NETNS COOKIE']);
+      for (const e of entries) rows.push([String(e.key), (e.value as { netnsCookie: string }).netnsCookie]);
+      break;
+    case 'mb_inpod_ns':
+      rows.push(['IN-POD ENROLLED NETNS COOKIE']);
+      for (const e of entries) rows.push([String(e.key)]);
       break;
   }
   return formatRows(rows);

@@ -37,15 +37,17 @@ import {
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/meshbpf';
 
 /** The maps users read and the sync writes. */
-export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats', 'mb_config', 'mb_sidecar', 'mb_legs', 'mb_services', 'mb_backends', 'mb_netns'] as const;
+export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats', 'mb_config', 'mb_sidecar', 'mb_legs', 'mb_services', 'mb_backends', 'mb_netns', 'mb_inpod', 'mb_inpod_ns'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 /** Every map meshbpf pins: MAP_NAMES plus internal ones (socket storage) and
  * the splice guard's (bpf/include/splice.h). */
-export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state', 'mb_sk_vip', 'mb_no_bypass', 'mb_sk_splice'] as const;
+export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state', 'mb_sk_vip', 'mb_no_bypass', 'mb_sk_splice', 'mb_listeners'] as const;
 
-export const PROG_NAMES = ['mb_sockops', 'mb_sk_msg', 'mb_connect4', 'mb_connect6', 'mb_getpeername4', 'mb_getpeername6'] as const;
-/** Programs a degraded build leaves out (kernels without getpeername hooks: no VIP resolution). */
-export const VIP_PROGS: readonly string[] = ['mb_getpeername4', 'mb_getpeername6'];
+export const PROG_NAMES = ['mb_sockops', 'mb_sk_msg', 'mb_connect4', 'mb_connect6', 'mb_getpeername4', 'mb_getpeername6', 'mb_getsockname4', 'mb_getsockname6', 'mb_inpod_lookup'] as const;
+/** Programs a degraded build leaves out (kernels without getpeername/getsockname hooks: no VIP resolution, no in-pod port answer). */
+export const VIP_PROGS: readonly string[] = ['mb_getpeername4', 'mb_getpeername6', 'mb_getsockname4', 'mb_getsockname6'];
+/** The sk_lookup program `meshbpf inpod attach` links to an enrolled pod's namespace (bpf/inpod.c). */
+export const INPOD_PROG = 'mb_inpod_lookup';
 
 /**
  * Programs attached to the cgroup through pinned bpf_links, in attach order:
@@ -57,6 +59,8 @@ export const VIP_PROGS: readonly string[] = ['mb_getpeername4', 'mb_getpeername6
 export const CGROUP_LINKS = [
   { prog: 'mb_getpeername4', link: 'mb_getpeername4_cgroup' },
   { prog: 'mb_getpeername6', link: 'mb_getpeername6_cgroup' },
+  { prog: 'mb_getsockname4', link: 'mb_getsockname4_cgroup' },
+  { prog: 'mb_getsockname6', link: 'mb_getsockname6_cgroup' },
   { prog: 'mb_connect4', link: 'mb_connect4_cgroup' },
   { prog: 'mb_connect6', link: 'mb_connect6_cgroup' },
   { prog: 'mb_sockops', link: 'mb_sockops_cgroup' },
@@ -99,6 +103,10 @@ export interface MeshMaps {
   backends: BpfMap<BackendKey, BackendValue>;
   /** netns cookie -> pod addresses seen there (learned by sockops) */
   netns: BpfMap<bigint, NetnsValue>;
+  /** addresses of pods enrolled for in-pod capture skipping -> their netns cookie (`meshbpf inpod attach`) */
+  inpod: BpfMap<string, bigint>;
+  /** netns cookies of the enrolled pods (sockops records their listeners) */
+  inpodNs: BpfMap<bigint, number>;
   close(): void;
 }
 
@@ -128,7 +136,9 @@ export function openMaps(pinDir: string, opts: { readOnly?: boolean } = {}): Mes
     const services = open('mb_services', policyKey, serviceValue);
     const backends = open('mb_backends', backendKey, backendValue);
     const netns = open('mb_netns', u64Host, netnsValue);
-    return { sockets, endpoints, policy, stats, config, sidecar, legs, services, backends, netns, close: () => opened.forEach((m) => m.close()) };
+    const inpod = open('mb_inpod', endpointKey, u64Host);
+    const inpodNs = open('mb_inpod_ns', u64Host, u32Host);
+    return { sockets, endpoints, policy, stats, config, sidecar, legs, services, backends, netns, inpod, inpodNs, close: () => opened.forEach((m) => m.close()) };
   } catch (e) {
     opened.forEach((m) => m.close());
     throw e;

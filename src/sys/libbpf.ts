@@ -73,7 +73,12 @@ function bind(lib: LibraryHandle, libc: LibraryHandle) {
     delete_batch: lib.func('int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, const void *opts)'),
 
     bpf_prog_load: lib.func('int bpf_prog_load(int prog_type, const char *prog_name, const char *license, const void *insns, size_t insn_cnt, const void *opts)'),
+    bpf_link_create: lib.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
     vsnprintf: libc.func('int vsnprintf(_Out_ char *buf, size_t size, const char *fmt, void *ap)'),
+    setns: libc.func('int setns(int fd, int nstype)'),
+    socket: libc.func('int socket(int domain, int type, int protocol)'),
+    getsockopt: libc.func('int getsockopt(int fd, int level, int optname, _Out_ void *optval, _Inout_ uint32_t *optlen)'),
+    close: libc.func('int close(int fd)'),
   };
 }
 
@@ -261,6 +266,7 @@ export enum AttachType {
   SK_MSG_VERDICT = 7,
   CGROUP_INET4_CONNECT = 10,
   CGROUP_INET4_GETPEERNAME = 29,
+  SK_LOOKUP = 36,
 }
 
 export enum MapType {
@@ -383,6 +389,47 @@ export function linkInfo(fd: number): LinkInfo {
 
 export function linkUpdate(linkFd: number, progFd: number): void {
   check('bpf_link_update', lb().bpf_link_update(linkFd, progFd, null) as number);
+}
+
+/** A bpf_link of an fd-targeted attach type (sk_lookup: target = a netns fd). Returns the link fd. */
+export function linkCreate(progFd: number, targetFd: number, type: AttachType): number {
+  return check('bpf_link_create', lb().bpf_link_create(progFd, targetFd, type, null) as number);
+}
+
+const CLONE_NEWNET = 0x40000000;
+const SO_NETNS_COOKIE = 71;
+
+/**
+ * The netns cookie of the namespace behind `nsFd` (what bpf_get_netns_cookie
+ * returns for its sockets): this thread enters it, opens a socket, asks
+ * SO_NETNS_COOKIE (Linux >= 5.14) and returns to `selfFd`, all synchronously,
+ * so no other JavaScript runs while the thread is elsewhere.
+ */
+export function netnsCookie(nsFd: number, selfFd: number): bigint {
+  const c = lb();
+  if ((c.setns(nsFd, CLONE_NEWNET) as number) < 0) throw new BpfError('setns(CLONE_NEWNET)', errnoNow(), strerror(errnoNow()));
+  let sock = -1;
+  let err: BpfError | undefined;
+  let cookie = 0n;
+  try {
+    sock = c.socket(2 /* AF_INET */, 2 /* SOCK_DGRAM */, 0) as number;
+    if (sock < 0) err = new BpfError('socket', errnoNow(), strerror(errnoNow()));
+    else {
+      const buf = Buffer.alloc(8);
+      const len = [8];
+      if ((c.getsockopt(sock, 1 /* SOL_SOCKET */, SO_NETNS_COOKIE, buf, len) as number) < 0) err = new BpfError('getsockopt(SO_NETNS_COOKIE)', errnoNow(), strerror(errnoNow()));
+      else cookie = buf.readBigUInt64LE(0);
+    }
+  } finally {
+    if (sock >= 0) c.close(sock);
+    if ((c.setns(selfFd, CLONE_NEWNET) as number) < 0) {
+      // Never go on in a pod's namespace.
+      process.stderr.write(`meshbpf: cannot return to its own network namespace (${strerror(errnoNow())}); exiting\n`);
+      process.exit(70);
+    }
+  }
+  if (err) throw err;
+  return cookie;
 }
 
 export function linkDetach(linkFd: number): void {
