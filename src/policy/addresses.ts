@@ -1,6 +1,6 @@
 // Addresses and locality: one record per address (whatever its spelling),
 // marked local when it is a node IP or inside a local pod CIDR.
-import { cidrContains, formatIp, parseCidr, parseIp, tryParseIp, type Family } from '../net/ip.js';
+import { cidrContains, formatIp, parseCidr, parseIp, parseIpInto, type Family } from '../net/ip.js';
 import type { Locality } from './types.js';
 import type { Addr } from './model.js';
 
@@ -12,6 +12,8 @@ function isSpecial(b: Buffer): boolean {
   if (w2 === 0xffff) return w3 === 0 || b[12] === 127;
   return w2 === 0 && (w3 === 0 || w3 === 1);
 }
+
+const SCRATCH = Buffer.alloc(16);
 
 export interface PodCidr {
   bytes: Buffer;
@@ -42,34 +44,37 @@ export class AddressBook {
   addr(text: string): Addr | undefined {
     const hit = this.addrs.get(text);
     if (hit !== undefined) return hit ?? undefined;
-    const ip = tryParseIp(text);
-    if (!ip) {
+    // Parsed into one scratch buffer: no Buffer per address (the record keeps four words).
+    const bytes = SCRATCH;
+    let family: Family;
+    try {
+      family = parseIpInto(text, bytes, 0);
+    } catch {
       this.addrs.set(text, null);
       return undefined;
     }
     // A dotted quad that passed the parser is already canonical (no leading zeros).
-    const canon = ip.family === 4 && !text.includes(':') ? text.trim() : formatIp(ip.bytes);
+    const canon = family === 4 && !text.includes(':') ? text.trim() : formatIp(bytes);
     // Different spellings of one address share one record.
     let a = canon === text ? undefined : (this.addrs.get(canon) ?? undefined);
     if (!a) {
       let inLocal = this.nodeIps.has(canon);
       if (!inLocal)
         for (const p of this.podCidrs)
-          if (cidrContains(p, ip.bytes)) {
+          if (cidrContains(p, bytes)) {
             inLocal = true;
             break;
           }
       a = {
         idx: this.list.length,
         text: canon,
-        bytes: ip.bytes,
-        family: ip.family,
-        k0: ip.bytes.readUInt32BE(0),
-        k1: ip.bytes.readUInt32BE(4),
-        k2: ip.bytes.readUInt32BE(8),
-        k3: ip.bytes.readUInt32BE(12),
+        family,
+        k0: bytes.readUInt32BE(0),
+        k1: bytes.readUInt32BE(4),
+        k2: bytes.readUInt32BE(8),
+        k3: bytes.readUInt32BE(12),
         slots: undefined,
-        special: isSpecial(ip.bytes),
+        special: isSpecial(bytes),
         inLocalRange: inLocal,
         nodeIp: this.nodeIps.has(canon),
         mesh: false,

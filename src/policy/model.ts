@@ -37,9 +37,11 @@ export const BLACKHOLE = 'BlackHoleCluster';
 export interface Addr {
   idx: number;
   text: string;
-  bytes: Buffer;
   family: Family;
-  /** the 16 bytes as four big-endian words: a cheap total order for sorting */
+  /**
+   * the 16 bytes as four big-endian words (no Buffer per address: 190k
+   * addresses held one each); also a cheap total order for sorting
+   */
   k0: number;
   k1: number;
   k2: number;
@@ -63,11 +65,10 @@ export interface Target {
   port: number;
 }
 
+/** One ip:port's verdict (the address holds its slots); key is the reasons joined by newlines (the rule). */
 export interface VerdictSlot {
-  addr: Addr;
   port: number;
   verdict: Verdict;
-  reasons: string[];
   key: string;
 }
 
@@ -103,4 +104,30 @@ export interface Resolved {
 
 export function cmpAddr(x: Addr, y: Addr): number {
   return x.k0 - y.k0 || x.k1 - y.k1 || x.k2 - y.k2 || x.k3 - y.k3;
+}
+
+/** The address's 16 bytes (allocates: for the few places that want a Buffer). */
+export function addrBytes(a: Addr): Buffer {
+  const b = Buffer.allocUnsafe(16);
+  b.writeUInt32BE(a.k0, 0);
+  b.writeUInt32BE(a.k1, 4);
+  b.writeUInt32BE(a.k2, 8);
+  b.writeUInt32BE(a.k3, 12);
+  return b;
+}
+
+/** Compare 16 bytes (at off) with an address, as Buffer.compare would. */
+export function cmpBytesAddr(b: Buffer, a: Addr, off = 0): number {
+  return b.readUInt32BE(off) - a.k0 || b.readUInt32BE(off + 4) - a.k1 || b.readUInt32BE(off + 8) - a.k2 || b.readUInt32BE(off + 12) - a.k3;
+}
+
+/** Does the prefix (16 bytes + length over 16 bytes, as cidrContains takes it) contain the address? No allocation. */
+export function prefixContainsAddr(p: { readonly bytes: Buffer; readonly prefixLen: number }, a: Addr): boolean {
+  for (let i = 0; i < 4; i++) {
+    const bits = Math.max(0, Math.min(32, p.prefixLen - i * 32));
+    if (bits === 0) return true;
+    const mask = bits === 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0;
+    if ((p.bytes.readUInt32BE(i * 4) & mask) >>> 0 !== ((i === 0 ? a.k0 : i === 1 ? a.k1 : i === 2 ? a.k2 : a.k3) & mask) >>> 0) return false;
+  }
+  return true;
 }
