@@ -1,10 +1,10 @@
 // Memory by stage (no root, no kernel): the steps of `meshbpf sync` on one
-// file in one process (read, parse, snapshot, compile, encode, diff against
-// empty maps), with RSS, heap and the peak RSS so far after each. For finding
+// file in one process (load: read, parse and snapshot; compile; encode; diff
+// against empty maps), with RSS, heap and the peak RSS so far after each. For finding
 // where the peak of sync-rss.ts comes from, not for reporting.
 // Usage: node [--expose-gc] dist/bench/memory/stages.js FILE
 import { readFileSync } from 'node:fs';
-import { parseText, readSnapshotText, snapshotFromDocument } from '../../src/xds/file.js';
+import { loadSnapshotFile } from '../../src/xds/file.js';
 import { compileChecked } from '../../src/policy/index.js';
 import { encodeDesired, planSync } from '../../src/maps/plan.js';
 
@@ -27,14 +27,8 @@ function stage(name: string): void {
   last = performance.now();
 }
 stage('start');
-let text: string | undefined = readSnapshotText(file, 1 << 30).text;
-stage('read');
-let doc: ReturnType<typeof parseText> | undefined = parseText(text, file);
-text = undefined;
-stage('parse');
-const snap = snapshotFromDocument(doc, file).snapshot;
-doc = undefined;
-stage('snapshot');
+const snap = loadSnapshotFile(file, 1 << 30).snapshot;
+stage('load');
 const checked = compileChecked(snap, { nodeIps: ['10.0.0.1'], podCidrs: ['10.0.0.0/8'], network: '' });
 if ('error' in checked) throw new Error(checked.error);
 stage('compile');

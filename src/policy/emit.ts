@@ -4,7 +4,7 @@
 // between equal verdicts the smallest reason key, so arrival order never matters.
 import type { Verdict } from './types.js';
 import type { EndpointIndex } from './endpoints.js';
-import { cmpBytesAddr, prefixContainsAddr, type CompileContext, type Member, type Ranges, type Target, type VerdictSlot } from './model.js';
+import { cmpBytesAddr, prefixContainsAddr, type CompileContext, type Member, type Ranges, type Target } from './model.js';
 
 export interface EmitScope {
   /** an inbound listener's chain: the port it serves (when known) and which local addresses it matches */
@@ -71,21 +71,7 @@ export class Emitter {
     for (const t of targets) {
       // A foreign-network address can never short-circuit: no verdict for it.
       if (t.addr.remoteNet !== undefined) continue;
-      const list = t.addr.slots;
-      let cur: VerdictSlot | undefined;
-      if (list) for (const x of list) if (x.port === t.port) cur = x;
-      if (!cur) {
-        // most addresses get one slot: an exact one-element list, not an empty one grown by push
-        if (list) list.push({ port: t.port, verdict, key });
-        else t.addr.slots = [{ port: t.port, verdict, key }];
-        continue;
-      }
-      // PROXY wins over BYPASS; between equal verdicts the smallest reason key, so the
-      // result does not depend on the order resources arrived in.
-      if (cur.verdict === verdict ? key < cur.key : verdict === 'proxy') {
-        cur.verdict = verdict;
-        cur.key = key;
-      }
+      t.addr.offer(t.port, verdict, key);
     }
   }
 }

@@ -1,7 +1,7 @@
 // Output: the address records and their verdict slots as the sorted,
 // deterministic DesiredState (endpoints with pod CIDRs in address order,
 // policies, rule ids by reason text, network and workload tables).
-import type { EndpointEntry, PolicyEntry, RuleInfo, ServiceEntry } from './types.js';
+import type { EndpointEntry, PolicyEntry, RuleInfo, ServiceEntry, Verdict } from './types.js';
 import type { AddressBook } from './addresses.js';
 import type { ServiceCollector } from './services.js';
 import { cmpAddr, cmpBytesAddr, type Addr, type CompileContext, type CompiledState } from './model.js';
@@ -57,20 +57,14 @@ export function buildOutput(ctx: CompileContext, book: AddressBook, services?: S
   // Rule keys first (few distinct ones), then one policy per slot in address order: no list of all slots.
   const svcList = services?.list() ?? [];
   const keySet = new Set<string>();
-  for (const a of sorted) {
-    if (!a.slots) continue;
-    if (a.slots.length > 1) a.slots.sort((x, y) => x.port - y.port);
-    for (const x of a.slots) keySet.add(x.key);
-  }
+  const addKey = (_p: number, _v: Verdict, key: string): void => void keySet.add(key);
+  for (const a of sorted) a.eachSlot(addKey);
   for (const s of svcList) keySet.add(s.key);
   const ruleKeys = [...keySet].sort();
   const ruleId = new Map(ruleKeys.map((k, i) => [k, i] as const));
   const rules: RuleInfo[] = ruleKeys.map((k, i) => ({ id: i, reasons: k.split('\n') }));
   const policies: PolicyEntry[] = [];
-  for (const a of sorted) {
-    if (!a.slots) continue;
-    for (const x of a.slots) policies.push({ ip: a.text, port: x.port, verdict: x.verdict, ruleId: ruleId.get(x.key) ?? 0 });
-  }
+  for (const a of sorted) a.eachSlot((port, verdict, key) => void policies.push({ ip: a.text, port, verdict, ruleId: ruleId.get(key) ?? 0 }));
   const svcEntries: ServiceEntry[] = svcList.map((s) => ({ ...s.entry, ruleId: ruleId.get(s.key) ?? 0 }));
 
   ctx.skipped.sort((a, b) => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
