@@ -4,7 +4,8 @@
 // its names and 10.x addresses rewritten per copy, until the file reaches --mb.
 // With --kind endpoints, a resource list of the sync bench's generated services
 // (endpoint-heavy) instead.
-// Usage: npm run build && sudo node dist/bench/memory/sync-rss.js [--mb 50] [--runs 3] [--kind fixtures|endpoints]
+// Usage: npm run build && sudo node dist/bench/memory/sync-rss.js [--mb 50] [--runs 3] [--kind fixtures|endpoints] [--bin other/bin/meshbpf.js]
+// (--bin: another build's launcher, e.g. the base commit's, for a before/after in one session)
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -155,11 +156,11 @@ async function agentPeak(bin: string, file: string, pinDir: string, cgroup: stri
   }
 }
 
-/** Peak RSS (MiB) of a command, from GNU time's %M (KiB). */
-function peakRss(argv: string[], env: NodeJS.ProcessEnv): { mib: number; stderr: string; code: number } {
-  const r = spawnSync('/usr/bin/time', ['-f', 'MAXRSS %M', ...argv], { env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  const m = /MAXRSS (\d+)/.exec(r.stderr);
-  return { mib: m ? Number(m[1]) / 1024 : Number.NaN, stderr: r.stderr.replace(/MAXRSS \d+\n?/, ''), code: r.status ?? 1 };
+/** Peak RSS (MiB) of a command, from GNU time's %M (KiB), and its CPU time (user + system, s). */
+function peakRss(argv: string[], env: NodeJS.ProcessEnv): { mib: number; cpu: number; stderr: string; code: number } {
+  const r = spawnSync('/usr/bin/time', ['-f', 'MAXRSS %M CPU %U %S', ...argv], { env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const m = /MAXRSS (\d+) CPU ([\d.]+) ([\d.]+)/.exec(r.stderr);
+  return { mib: m ? Number(m[1]) / 1024 : Number.NaN, cpu: m ? Number(m[2]) + Number(m[3]) : Number.NaN, stderr: r.stderr.replace(/MAXRSS .*\n?/, ''), code: r.status ?? 1 };
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'mbt-rss-'));
@@ -189,9 +190,10 @@ try {
   const size = statSync(file).size / (1024 * 1024);
   load({ pinDir: topo.pinDir, cgroup: topo.cgroup, maxEndpoints: 1 << 20, maxPolicies: 1 << 19 });
   const env = { ...process.env, MESHBPF_STATE_DIR: join(dir, 'state'), MESHBPF_LOG_LEVEL: 'warn' };
-  const bin = join(PROJECT_ROOT, 'bin', 'meshbpf.js');
+  const bin = opt('--bin', join(PROJECT_ROOT, 'bin', 'meshbpf.js'));
   const baseline = peakRss([process.execPath, '-e', '0'], env).mib;
   const results: number[] = [];
+  const cpus: number[] = [];
   let summary = '';
   for (let i = 0; i < runs; i++) {
     // a fresh map each run would be a first sync every time: unload and load again
@@ -203,9 +205,11 @@ try {
     if (r.code !== 0) throw new Error(`meshbpf sync failed: ${r.stderr}`);
     summary = r.stderr.trim() || summary;
     results.push(r.mib);
+    cpus.push(r.cpu);
   }
   const sorted = [...results].sort((a, b) => a - b);
   const med = sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+  const cpuMed = [...cpus].sort((a, b) => a - b)[Math.floor(cpus.length / 2)] ?? Number.NaN;
   const out = execFileSync(process.execPath, [bin, 'maps', 'list', '--pin-dir', topo.pinDir], { env, encoding: 'utf8' });
   // the agent's first sync, into fresh maps
   unload({ pinDir: topo.pinDir });
@@ -213,7 +217,9 @@ try {
   console.log(kind === 'endpoints' ? `resource list: ${size.toFixed(1)} MiB (${copies} generated endpoints)` : `config_dump: ${size.toFixed(1)} MiB (${copies} copies of the fixtures)`);
   console.log(out.trim());
   console.log(`node baseline (node -e 0): ${baseline.toFixed(0)} MiB`);
-  console.log(`meshbpf sync peak RSS, ${runs} runs: ${results.map((x) => x.toFixed(0)).join(', ')} MiB; median ${med.toFixed(0)} MiB = ${(med / size).toFixed(2)}x the file size`);
+  console.log(
+    `meshbpf sync peak RSS, ${runs} runs: ${results.map((x) => x.toFixed(0)).join(', ')} MiB; median ${med.toFixed(0)} MiB = ${(med / size).toFixed(2)}x the file size; CPU (user + sys) median ${cpuMed.toFixed(2)} s`,
+  );
   console.log(`meshbpf agent peak RSS through its first sync: ${agent.toFixed(0)} MiB = ${(agent / size).toFixed(2)}x the file size`);
 } finally {
   cleanup();

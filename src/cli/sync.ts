@@ -10,6 +10,8 @@ import { addLocalityOptions, localityFrom, sidecarFrom } from './locality.js';
 import { applySidecar, SIDECAR_NEEDS_COOKIE } from '../maps/sidecar.js';
 import { probeFeatures } from '../loader/features.js';
 import { intArg, json, outputOption, pinDirOption, print } from './common.js';
+import type { XdsSnapshot } from '../xds/types.js';
+import { collectGarbage } from '../gc.js';
 
 export function registerSync(program: Command): void {
   addLocalityOptions(
@@ -28,7 +30,7 @@ export function registerSync(program: Command): void {
     .action((o) => {
       const locality = localityFrom(o);
       const sidecar = sidecarFrom(o);
-      let snapshot;
+      let snapshot: XdsSnapshot | undefined;
       try {
         snapshot = loadSnapshotFile(o.xdsFile, (o.xdsFileMaxMb ?? DEFAULT_MAX_FILE_BYTES / 1024 / 1024) * 1024 * 1024).snapshot;
       } catch (e) {
@@ -40,6 +42,10 @@ export function registerSync(program: Command): void {
       const checked = compileChecked(snapshot, locality);
       if ('error' in checked) throw new UserError(`${o.xdsFile}: rejected: ${checked.error}`);
       const desired = checked.state;
+      // The document and the compiler's working state are garbage now; collected before
+      // the encode allocates (V8 would collect them late: a large sync's peak RSS).
+      snapshot = undefined;
+      if (desired.endpoints.length + desired.policies.length > 20_000) collectGarbage();
       if (sidecar && !probeFeatures().netnsCookie) throw new UserError(SIDECAR_NEEDS_COOKIE); // before any write
       const maps = openMaps(o.pinDir);
       try {

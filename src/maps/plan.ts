@@ -12,34 +12,23 @@
 // This file is the pure half: encoding and diffing, no syscalls (sync.ts
 // applies the plan, in batches where the kernel and map type allow).
 import type { DesiredState, ServiceEntry } from '../policy/types.js';
-import {
-  backendKey,
-  backendValue,
-  serviceValue,
-  type ServiceValue,
-  endpointKey,
-  endpointValue,
-  policyKey,
-  policyValue,
-  verdictCode,
-  type EndpointValue,
-  type PolicyKey,
-  type PolicyValue,
-} from './codecs.js';
+import { backendKey, backendValue, serviceValue, type ServiceValue, endpointKey, endpointValue, policyKey, policyValue, verdictCode } from './codecs.js';
 
 /** Encoded entries read from the kernel: key bytes (latin1 string, exact) -> value bytes. */
 export type RawEntries = Map<string, string>;
 
 /**
  * Desired entries, packed back to back exactly as the kernel wants them for a
- * batch update, plus an index from key bytes (latin1) to position. A full sync
- * passes these buffers to the kernel as they are.
+ * batch update, plus a hash index over the key bytes (an Int32Array, not a
+ * string per key: 190k keys held 30 MiB as strings). A full sync passes these
+ * buffers to the kernel as they are.
  */
 export class PackedEntries {
-  readonly index = new Map<string, number>();
   private keyBuf: Buffer;
   private valBuf: Buffer;
   private n = 0;
+  /** open addressing: position + 1 of the entry whose key hashes there, 0 = free; size a power of two, at most half full */
+  private table: Int32Array;
   constructor(
     readonly ks: number,
     readonly vs: number,
@@ -47,6 +36,7 @@ export class PackedEntries {
   ) {
     this.keyBuf = Buffer.alloc(ks * Math.max(1, capacity));
     this.valBuf = Buffer.alloc(vs * Math.max(1, capacity));
+    this.table = new Int32Array(tableSize(capacity));
   }
   get size(): number {
     return this.n;
@@ -63,20 +53,94 @@ export class PackedEntries {
   valueAt(i: number): string {
     return this.valBuf.toString('latin1', i * this.vs, (i + 1) * this.vs);
   }
-  /** Append (or, for a key already present, let `keep(old, new)` decide). Encoders write into the given buffers at the offsets. */
+  /** Is entry i's value these bytes (latin1)? Compares without making a string. */
+  valueIs(i: number, v: string): boolean {
+    const vs = this.vs;
+    if (v.length !== vs) return false;
+    const b = this.valBuf;
+    const o = i * vs;
+    for (let j = 0; j < vs; j++) if (b[o + j] !== v.charCodeAt(j)) return false;
+    return true;
+  }
+  /** Position of the entry whose key is these bytes (latin1), or -1. */
+  find(key: string): number {
+    const ks = this.ks;
+    if (key.length !== ks) return -1;
+    let h = 0x811c9dc5;
+    for (let j = 0; j < ks; j++) h = Math.imul(h ^ key.charCodeAt(j), 0x01000193);
+    const mask = this.table.length - 1;
+    const b = this.keyBuf;
+    for (let slot = h & mask; ; slot = (slot + 1) & mask) {
+      const e = this.table[slot]!;
+      if (e === 0) return -1;
+      const o = (e - 1) * ks;
+      let j = 0;
+      while (j < ks && b[o + j] === key.charCodeAt(j)) j++;
+      if (j === ks) return e - 1;
+    }
+  }
+  has(key: string): boolean {
+    return this.find(key) >= 0;
+  }
+  /**
+   * Append (or, for a key already present, let `keep(old, new)` decide). Encoders
+   * write into the given buffers at the offsets. Same as begin(), writing, commit().
+   */
   put(encodeKey: (b: Buffer, o: number) => void, encodeValue: (b: Buffer, o: number) => void, keep?: (oldVal: string, newVal: string) => boolean): void {
-    if (this.n * this.ks >= this.keyBuf.length) this.grow();
-    const i = this.n;
+    const i = this.begin();
     encodeKey(this.keyBuf, i * this.ks);
     encodeValue(this.valBuf, i * this.vs);
-    const key = this.keyAt(i);
-    const prev = this.index.get(key);
-    if (prev === undefined) {
-      this.index.set(key, i);
-      this.n++;
-    } else if (!keep || keep(this.valueAt(prev), this.valueAt(i))) {
-      this.valBuf.copy(this.valBuf, prev * this.vs, i * this.vs, (i + 1) * this.vs);
+    this.commit(keep);
+  }
+  /** The position the next entry is written at (room made): write its key at keyBuffer[i*ks], its value at valueBuffer[i*vs], then commit(). */
+  begin(): number {
+    if (this.n * this.ks >= this.keyBuf.length) this.grow();
+    return this.n;
+  }
+  get keyBuffer(): Buffer {
+    return this.keyBuf;
+  }
+  get valueBuffer(): Buffer {
+    return this.valBuf;
+  }
+  /** Take the entry written at begin()'s position; for a key already present, let `keep(old, new)` decide (default: the new value). */
+  commit(keep?: (oldVal: string, newVal: string) => boolean): void {
+    const i = this.n;
+    const ks = this.ks;
+    const b = this.keyBuf;
+    const o = i * ks;
+    let h = 0x811c9dc5;
+    for (let j = 0; j < ks; j++) h = Math.imul(h ^ b[o + j]!, 0x01000193);
+    const mask = this.table.length - 1;
+    let slot = h & mask;
+    for (; ; slot = (slot + 1) & mask) {
+      const e = this.table[slot]!;
+      if (e === 0) break;
+      const p = (e - 1) * ks;
+      if (b.compare(b, o, o + ks, p, p + ks) === 0) {
+        const prev = e - 1;
+        if (!keep || keep(this.valueAt(prev), this.valueAt(i))) this.valBuf.copy(this.valBuf, prev * this.vs, i * this.vs, (i + 1) * this.vs);
+        return;
+      }
     }
+    this.table[slot] = i + 1;
+    this.n++;
+    if (this.n * 2 > this.table.length) this.rehash();
+  }
+  private rehash(): void {
+    const t = new Int32Array(this.table.length * 2);
+    const mask = t.length - 1;
+    const ks = this.ks;
+    const b = this.keyBuf;
+    for (let i = 0; i < this.n; i++) {
+      const o = i * ks;
+      let h = 0x811c9dc5;
+      for (let j = 0; j < ks; j++) h = Math.imul(h ^ b[o + j]!, 0x01000193);
+      let slot = h & mask;
+      while (t[slot] !== 0) slot = (slot + 1) & mask;
+      t[slot] = i + 1;
+    }
+    this.table = t;
   }
   private grow(): void {
     const k = Buffer.alloc(this.keyBuf.length * 2);
@@ -86,6 +150,13 @@ export class PackedEntries {
     this.keyBuf = k;
     this.valBuf = v;
   }
+}
+
+/** A power of two at least twice the capacity (so the table starts at most half full). */
+function tableSize(capacity: number): number {
+  let n = 16;
+  while (n < capacity * 2) n *= 2;
+  return n;
 }
 
 export interface EncodedState {
@@ -118,36 +189,37 @@ const BYPASS = verdictCode('bypass');
 
 /** Encode a desired state into the exact bytes the kernel maps will hold. Pure. */
 export function encodeDesired(d: DesiredState): EncodedState {
+  // Encoded in place into the packed buffers: no object or closure per entry.
   const endpoints = new PackedEntries(endpointKey.size, endpointValue.size, d.endpoints.length);
   for (const e of d.endpoints) {
-    const v: EndpointValue = { local: e.local, mesh: e.mesh, networkId: e.networkId, workloadId: e.workloadId };
-    endpoints.put(
-      (b, o) => endpointKey.encode(b, o, e.cidr),
-      (b, o) => endpointValue.encode(b, o, v),
-    );
+    const i = endpoints.begin();
+    endpointKey.encode(endpoints.keyBuffer, i * endpoints.ks, e.cidr);
+    endpointValue.encode(endpoints.valueBuffer, i * endpoints.vs, e);
+    endpoints.commit();
   }
   // Non-bypass verdicts first, then bypass: on a full sync each apply phase
   // (narrow, widen) is then one contiguous run handed to the kernel as is.
   const policy = new PackedEntries(policyKey.size, policyValue.size, d.policies.length);
-  const ordered = [...d.policies.filter((p) => p.verdict !== 'bypass'), ...d.policies.filter((p) => p.verdict === 'bypass')];
-  for (const p of ordered) {
-    const k: PolicyKey = { ip: p.ip, port: p.port };
-    const v: PolicyValue = { verdict: p.verdict, ruleId: p.ruleId };
-    // Two entries for one ip:port: PROXY wins (never widen on a conflict).
-    policy.put(
-      (b, o) => policyKey.encode(b, o, k),
-      (b, o) => policyValue.encode(b, o, v),
-      (oldVal) => isBypass(oldVal),
-    );
+  for (const bypassPass of [false, true]) {
+    for (const p of d.policies) {
+      if ((p.verdict === 'bypass') !== bypassPass) continue;
+      const i = policy.begin();
+      policyKey.encode(policy.keyBuffer, i * policy.ks, p);
+      policyValue.encode(policy.valueBuffer, i * policy.vs, p);
+      // Two entries for one ip:port: PROXY wins (never widen on a conflict).
+      policy.commit(keepProxy);
+    }
   }
   return { endpoints, policy };
 }
+
+const keepProxy = (oldVal: string): boolean => isBypass(oldVal);
 
 /** The state a desired state leaves in the kernel, as read-back entries (for the next diff). */
 export function asCurrent(e: EncodedState): CurrentState {
   const conv = (p: PackedEntries): RawEntries => {
     const m: RawEntries = new Map();
-    for (const [k, i] of p.index) m.set(k, p.valueAt(i));
+    for (let i = 0; i < p.size; i++) m.set(p.keyAt(i), p.valueAt(i));
     return m;
   };
   return { endpoints: conv(e.endpoints), policy: conv(e.policy), ...(e.services ? { services: { services: new Map(e.services.services), backends: new Map(e.services.backends) } } : {}) };
@@ -166,37 +238,39 @@ export function planSync(desired: EncodedState, current: CurrentState): { plan: 
     policies: { added: 0, changed: 0, removed: 0, unchanged: 0 },
   };
   const de = desired.endpoints;
-  for (const [k, i] of de.index) {
-    const cur = current.endpoints.get(k);
+  // Positions in order; a key string only when there is something to look it up in (not on a first sync).
+  const curE = current.endpoints;
+  for (let i = 0; i < de.size; i++) {
+    const cur = curE.size ? curE.get(de.keyAt(i)) : undefined;
     if (cur === undefined) {
       counts.endpoints.added++;
       plan.endpointUpserts.push(i);
-    } else if (cur !== de.valueAt(i)) {
+    } else if (!de.valueIs(i, cur)) {
       counts.endpoints.changed++;
       plan.endpointUpserts.push(i);
     } else counts.endpoints.unchanged++;
   }
-  for (const k of current.endpoints.keys()) {
-    if (!de.index.has(k)) {
+  for (const k of curE.keys()) {
+    if (!de.has(k)) {
       plan.endpointDeletes.push(k);
       counts.endpoints.removed++;
     }
   }
   const dp = desired.policy;
-  for (const [k, i] of dp.index) {
-    const cur = current.policy.get(k);
-    const v = dp.valueAt(i);
-    if (cur === v) {
+  const curP = current.policy;
+  for (let i = 0; i < dp.size; i++) {
+    const cur = curP.size ? curP.get(dp.keyAt(i)) : undefined;
+    if (cur !== undefined && dp.valueIs(i, cur)) {
       counts.policies.unchanged++;
       continue;
     }
     if (cur === undefined) counts.policies.added++;
     else counts.policies.changed++;
     // A change to a non-bypass verdict narrows; a change to bypass widens.
-    (isBypass(v) ? plan.policyWiden : plan.policyNarrow).upserts.push(i);
+    (dp.valueBuffer[i * dp.vs] === BYPASS && isBypass(dp.valueAt(i)) ? plan.policyWiden : plan.policyNarrow).upserts.push(i);
   }
-  for (const [k, cur] of current.policy) {
-    if (dp.index.has(k)) continue;
+  for (const [k, cur] of curP) {
+    if (dp.has(k)) continue;
     counts.policies.removed++;
     // Removing a BYPASS narrows (do it first); removing a PROXY entry only
     // turns "proxy" into "unknown", both the normal path: do it last.

@@ -2,10 +2,9 @@
 // (its clusters' EDS targets, and for inbound per-port chains the local
 // endpoints on that port). One slot per ip:port: PROXY beats BYPASS, and
 // between equal verdicts the smallest reason key, so arrival order never matters.
-import { cidrContains } from '../net/ip.js';
 import type { Verdict } from './types.js';
 import type { EndpointIndex } from './endpoints.js';
-import type { CompileContext, Member, Ranges, Target, VerdictSlot } from './model.js';
+import { cmpBytesAddr, prefixContainsAddr, type CompileContext, type Member, type Ranges, type Target } from './model.js';
 
 export interface EmitScope {
   /** an inbound listener's chain: the port it serves (when known) and which local addresses it matches */
@@ -32,8 +31,7 @@ export class Emitter {
           notes.push(`${lhead}, ${chainHead}: ${r.note}: no entry`);
           continue;
         }
-        const reasons = [lhead, chainHead, `${filterDesc} -> ${r.note}`, why];
-        this.targets(r.targets, verdict, reasons);
+        this.targets(r.targets, verdict, [lhead, chainHead, `${filterDesc} -> ${r.note}`, why]);
         emitted = true;
       }
     };
@@ -51,14 +49,13 @@ export class Emitter {
       const onlyCatchAll = m.tcpClusters.length > 0 && m.tcpClusters.every((c) => this.index.resolve(c).kind === 'passthrough');
       if (verdict === 'proxy' || !onlyCatchAll) {
         const locals = (this.index.localEndpointsByPort().get(inboundPort) ?? []).filter(
-          (a) => (inbound.ranges.list.length === 0 || inbound.ranges.list.some((p) => cidrContains(p, a.bytes))) && (!inbound.lip || inbound.lip.equals(a.bytes)),
+          (a) => (inbound.ranges.list.length === 0 || inbound.ranges.list.some((p) => prefixContainsAddr(p, a))) && (!inbound.lip || cmpBytesAddr(inbound.lip, a) === 0),
         );
         if (locals.length) {
-          const reasons = [lhead, chainHead, `local endpoints serving port ${inboundPort}`, why];
           this.targets(
             locals.map((a) => ({ addr: a, port: inboundPort })),
             verdict,
-            reasons,
+            [lhead, chainHead, `local endpoints serving port ${inboundPort}`, why],
           );
           emitted = true;
         }
@@ -70,24 +67,11 @@ export class Emitter {
   }
 
   private targets(targets: Target[], verdict: Verdict, reasons: string[]): void {
-    const key = reasons.join('\n');
+    const key = reasons.join('\n'); // the rule: output.ts splits it back into reasons
     for (const t of targets) {
       // A foreign-network address can never short-circuit: no verdict for it.
       if (t.addr.remoteNet !== undefined) continue;
-      const list = (t.addr.slots ??= []);
-      let cur: VerdictSlot | undefined;
-      for (const x of list) if (x.port === t.port) cur = x;
-      if (!cur) {
-        list.push({ addr: t.addr, port: t.port, verdict, reasons, key });
-        continue;
-      }
-      // PROXY wins over BYPASS; between equal verdicts the smallest reason key, so the
-      // result does not depend on the order resources arrived in.
-      if (cur.verdict === verdict ? key < cur.key : verdict === 'proxy') {
-        cur.verdict = verdict;
-        cur.reasons = reasons;
-        cur.key = key;
-      }
+      t.addr.offer(t.port, verdict, key);
     }
   }
 }

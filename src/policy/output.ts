@@ -1,10 +1,10 @@
 // Output: the address records and their verdict slots as the sorted,
 // deterministic DesiredState (endpoints with pod CIDRs in address order,
 // policies, rule ids by reason text, network and workload tables).
-import type { EndpointEntry, PolicyEntry, RuleInfo, ServiceEntry } from './types.js';
+import type { EndpointEntry, PolicyEntry, RuleInfo, ServiceEntry, Verdict } from './types.js';
 import type { AddressBook } from './addresses.js';
 import type { ServiceCollector } from './services.js';
-import { cmpAddr, type Addr, type CompileContext, type CompiledState, type VerdictSlot } from './model.js';
+import { cmpAddr, cmpBytesAddr, type Addr, type CompileContext, type CompiledState } from './model.js';
 
 export function buildOutput(ctx: CompileContext, book: AddressBook, services?: ServiceCollector): CompiledState {
   const foreign = new Set<string>();
@@ -26,11 +26,11 @@ export function buildOutput(ctx: CompileContext, book: AddressBook, services?: S
   const seenCidr = new Set<string>();
   const hostCidr = (a: Addr): string => `${a.text}/${a.family === 4 ? 32 : 128}`;
   let ci = 0;
-  const flushCidrsBefore = (b: Buffer | undefined): void => {
+  const flushCidrsBefore = (b: Addr | undefined): void => {
     // Pod CIDRs go just before the first host address they do not precede.
     for (; ci < cidrs.length; ci++) {
       const p = cidrs[ci]!;
-      if (b && p.bytes.compare(b) > 0) return;
+      if (b && cmpBytesAddr(p.bytes, b) > 0) return;
       if (seenCidr.has(p.text)) continue;
       seenCidr.add(p.text);
       endpoints.push({ cidr: p.text, local: true, mesh: true, networkId: 0, workloadId: 0 });
@@ -38,7 +38,7 @@ export function buildOutput(ctx: CompileContext, book: AddressBook, services?: S
   };
   for (const a of sorted) {
     if (!a.mesh && !a.nodeIp) continue;
-    flushCidrsBefore(a.bytes);
+    flushCidrsBefore(a);
     const networkId = a.remoteNet === undefined ? 0 : (netId.get(a.remoteNet) ?? 0);
     const cidr = hostCidr(a);
     if (seenCidr.has(cidr)) continue; // a pod CIDR written as a host prefix
@@ -54,17 +54,17 @@ export function buildOutput(ctx: CompileContext, book: AddressBook, services?: S
   }
   flushCidrsBefore(undefined);
 
-  const slots: VerdictSlot[] = [];
-  for (const a of sorted) {
-    if (!a.slots) continue;
-    if (a.slots.length > 1) a.slots.sort((x, y) => x.port - y.port);
-    for (const x of a.slots) slots.push(x);
-  }
+  // Rule keys first (few distinct ones), then one policy per slot in address order: no list of all slots.
   const svcList = services?.list() ?? [];
-  const ruleKeys = [...new Set([...slots.map((s) => s.key), ...svcList.map((s) => s.key)])].sort();
+  const keySet = new Set<string>();
+  const addKey = (_p: number, _v: Verdict, key: string): void => void keySet.add(key);
+  for (const a of sorted) a.eachSlot(addKey);
+  for (const s of svcList) keySet.add(s.key);
+  const ruleKeys = [...keySet].sort();
   const ruleId = new Map(ruleKeys.map((k, i) => [k, i] as const));
   const rules: RuleInfo[] = ruleKeys.map((k, i) => ({ id: i, reasons: k.split('\n') }));
-  const policies: PolicyEntry[] = slots.map((s) => ({ ip: s.addr.text, port: s.port, verdict: s.verdict, ruleId: ruleId.get(s.key) ?? 0 }));
+  const policies: PolicyEntry[] = [];
+  for (const a of sorted) a.eachSlot((port, verdict, key) => void policies.push({ ip: a.text, port, verdict, ruleId: ruleId.get(key) ?? 0 }));
   const svcEntries: ServiceEntry[] = svcList.map((s) => ({ ...s.entry, ruleId: ruleId.get(s.key) ?? 0 }));
 
   ctx.skipped.sort((a, b) => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : a.address < b.address ? -1 : a.address > b.address ? 1 : 0));

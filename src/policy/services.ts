@@ -13,7 +13,7 @@
 import type { Verdict, ServiceEntry } from './types.js';
 import type { AddressBook } from './addresses.js';
 import type { EndpointIndex } from './endpoints.js';
-import type { Addr, Member } from './model.js';
+import { cmpAddr, type Addr, type Member } from './model.js';
 
 interface Draft {
   vip: Addr;
@@ -81,10 +81,10 @@ export class ServiceCollector {
   /** Sorted entries and their reason keys (rule ids are assigned by output.ts). */
   list(): Array<{ entry: Omit<ServiceEntry, 'ruleId'>; key: string }> {
     const out = [...this.drafts.values()].map((d) => {
-      const backends = [...d.backends.values()].sort((x, y) => x.addr.bytes.compare(y.addr.bytes) || x.port - y.port).map((b) => ({ ip: b.addr.text, port: b.port }));
-      return { entry: { vip: d.vip.text, port: d.port, verdict: d.verdict, backends }, key: d.key, bytes: d.vip.bytes };
+      const backends = [...d.backends.values()].sort((x, y) => cmpAddr(x.addr, y.addr) || x.port - y.port).map((b) => ({ ip: b.addr.text, port: b.port }));
+      return { entry: { vip: d.vip.text, port: d.port, verdict: d.verdict, backends }, key: d.key, vip: d.vip };
     });
-    out.sort((x, y) => x.bytes.compare(y.bytes) || x.entry.port - y.entry.port);
+    out.sort((x, y) => cmpAddr(x.vip, y.vip) || x.entry.port - y.entry.port);
     return out.map(({ entry, key }) => ({ entry, key }));
   }
 }

@@ -15,6 +15,7 @@ import { canonical, copyStatus } from './state.js';
 import { isObject } from './validate.js';
 import { kindOfType, resourcesOf, validateSet, WDS_KIND_NAMES } from './kinds.js';
 import { isWdsDocument, wdsSnapshotFromDocument } from './wds-file.js';
+import { parseJsonFd } from './json-stream.js';
 import {
   emptySnapshot,
   emptyTypeStatus,
@@ -265,12 +266,12 @@ function sizeError(file: string, size: number | bigint, maxBytes: number): strin
 }
 
 /**
- * Read a snapshot file: only a regular file (a FIFO would block, /dev/zero never
+ * Open a snapshot file: only a regular file (a FIFO would block, /dev/zero never
  * ends), at most maxBytes. Opened non-blocking and checked on the open fd, so a
- * file swapped between the check and the read cannot get past it. Returns the
- * text and the fd's stat; throws XdsParseError naming the file.
+ * file swapped between the check and the read cannot get past it. The caller
+ * closes the fd; throws XdsParseError naming the file.
  */
-export function readSnapshotText(file: string, maxBytes = DEFAULT_MAX_FILE_BYTES): { text: string; stat: fs.BigIntStats } {
+function openSnapshot(file: string, maxBytes: number): { fd: number; stat: fs.BigIntStats; size: number } {
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
@@ -282,27 +283,76 @@ export function readSnapshotText(file: string, maxBytes = DEFAULT_MAX_FILE_BYTES
     const st = fs.fstatSync(fd, { bigint: true });
     if (!st.isFile()) throw new XdsParseError([`${file}: ${kindOfFile(st)}, not a regular file`]);
     if (st.size > BigInt(maxBytes)) throw new XdsParseError([sizeError(file, st.size, maxBytes)]);
-    const size = Number(st.size);
-    // One byte more than the size: a file that grew while being read is noticed.
-    const buf = Buffer.allocUnsafe(size + 1);
-    let n = 0;
-    for (;;) {
-      const r = fs.readSync(fd, buf, n, buf.length - n, null);
-      if (r === 0) break;
-      n += r;
-      if (n === buf.length) break;
-    }
-    if (n > size) throw new XdsParseError([`${file}: changed while it was read`]);
-    const text = buf.toString('utf8', 0, n);
-    return { text: text.charCodeAt(0) === 0xfeff ? text.slice(1) : text, stat: st };
+    return { fd, stat: st, size: Number(st.size) };
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+}
+
+/** The whole text of an open snapshot file (from offset 0), BOM removed. */
+function readText(fd: number, size: number, file: string): string {
+  // One byte more than the size: a file that grew while being read is noticed.
+  const buf = Buffer.allocUnsafe(size + 1);
+  let n = 0;
+  for (;;) {
+    const r = fs.readSync(fd, buf, n, buf.length - n, n);
+    if (r === 0) break;
+    n += r;
+    if (n === buf.length) break;
+  }
+  if (n > size) throw new XdsParseError([`${file}: changed while it was read`]);
+  const text = buf.toString('utf8', 0, n);
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
+/** Read a snapshot file's text (see openSnapshot for what is refused). Returns the text and the fd's stat. */
+export function readSnapshotText(file: string, maxBytes = DEFAULT_MAX_FILE_BYTES): { text: string; stat: fs.BigIntStats } {
+  const { fd, stat, size } = openSnapshot(file, maxBytes);
+  try {
+    return { text: readText(fd, size, file), stat };
   } finally {
     fs.closeSync(fd);
   }
 }
 
+/**
+ * The parsed document of an open snapshot file: JSON read in windows
+ * (json-stream.ts: neither the whole bytes nor the whole text held), else, for
+ * YAML or anything that reader leaves alone, parseText of the whole text.
+ */
+function parseOpen(fd: number, size: number, file: string): Json {
+  const r = parseJsonFd(fd, { maxBytes: size });
+  if ('grew' in r) throw new XdsParseError([`${file}: changed while it was read`]);
+  if ('value' in r) return r.value;
+  return parseText(readText(fd, size, file), file);
+}
+
 /** Read and parse one file. */
 export function loadSnapshotFile(file: string, maxBytes = DEFAULT_MAX_FILE_BYTES): ParseResult {
-  return snapshotFromDocument(parseText(readSnapshotText(file, maxBytes).text, file), file);
+  const { fd, size } = openSnapshot(file, maxBytes);
+  let doc: Json;
+  try {
+    doc = parseOpen(fd, size, file);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return snapshotFromDocument(doc, file);
+}
+
+/** sha256 of an open file's bytes (from offset 0), read in chunks; undefined when it grew past size while read. */
+function digestFd(fd: number, size: number): string | undefined {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(Math.min(size + 1, 1024 * 1024));
+  let n = 0;
+  for (;;) {
+    const r = fs.readSync(fd, buf, 0, buf.length, n);
+    if (r === 0) break;
+    n += r;
+    if (n > size) return undefined;
+    h.update(buf.subarray(0, r));
+  }
+  return h.digest('hex');
 }
 
 /** What identifies one version of a file at a path (after symlinks): an in-place write or a swap changes it. */
@@ -520,35 +570,45 @@ export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsS
   reload(): boolean {
     if (this.closed) return false;
     const sig = signature(this.file);
-    let text: string;
+    let opened: { fd: number; stat: fs.BigIntStats; size: number };
     try {
-      const r = readSnapshotText(this.opts.path, this.opts.maxBytes);
-      text = r.text;
-      const st = r.stat;
-      // written between the stat and the read: look again once it is quiet
-      if (`${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` !== sig) {
-        this.schedule();
-        return false;
-      }
+      opened = openSnapshot(this.opts.path, this.opts.maxBytes ?? DEFAULT_MAX_FILE_BYTES);
     } catch (e) {
       this.seen = sig;
       this.fail(e instanceof XdsParseError ? e.message : `${this.opts.path}: ${(e as Error).message}`);
       return false;
     }
-    this.seen = sig;
-    const digest = createHash('sha256').update(text).digest('hex');
-    if (digest === this.lastDigest) {
-      // the good content is back: no new snapshot, but no stale error either
-      if (this.st.lastError !== undefined) this.emit('state', { kind: 'loaded', path: this.opts.path } satisfies XdsStateEvent);
-      this.accepted();
-      return true;
-    }
     let result: ParseResult;
+    let digest: string;
     try {
-      result = snapshotFromDocument(parseText(text, this.opts.path), this.opts.path);
-    } catch (e) {
-      this.fail(e instanceof XdsParseError ? e.message : `${this.opts.path}: ${(e as Error).message}`);
-      return false;
+      const st = opened.stat;
+      // written between the stat and the read: look again once it is quiet
+      if (`${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` !== sig) {
+        this.schedule();
+        return false;
+      }
+      this.seen = sig;
+      // A digest of the bytes first (read in chunks): unchanged content is not parsed again.
+      const d = digestFd(opened.fd, opened.size);
+      if (d === undefined) {
+        this.fail(new XdsParseError([`${this.opts.path}: changed while it was read`]).message);
+        return false;
+      }
+      digest = d;
+      if (digest === this.lastDigest) {
+        // the good content is back: no new snapshot, but no stale error either
+        if (this.st.lastError !== undefined) this.emit('state', { kind: 'loaded', path: this.opts.path } satisfies XdsStateEvent);
+        this.accepted();
+        return true;
+      }
+      try {
+        result = snapshotFromDocument(parseOpen(opened.fd, opened.size, this.opts.path), this.opts.path);
+      } catch (e) {
+        this.fail(e instanceof XdsParseError ? e.message : `${this.opts.path}: ${(e as Error).message}`);
+        return false;
+      }
+    } finally {
+      fs.closeSync(opened.fd);
     }
     const veto = this.opts.validate?.(result.snapshot);
     if (veto !== undefined) {

@@ -1,6 +1,6 @@
 // The sync planner: minimal diffs and the safe order (pure, no kernel).
 import test from 'ava';
-import { asCurrent, encodeDesired, planSync, type CurrentState } from '../../src/maps/plan.js';
+import { asCurrent, encodeDesired, PackedEntries, planSync, type CurrentState } from '../../src/maps/plan.js';
 import { endpointKey, policyKey, policyValue } from '../../src/maps/codecs.js';
 import type { DesiredState } from '../../src/policy/types.js';
 
@@ -124,4 +124,35 @@ test('100k endpoints plan in one pass (counts right; speed is in bench/)', (t) =
   const d = encodeDesired(state(eps, []));
   const { counts } = planSync(d, empty);
   t.is(counts.endpoints.added, 100_000);
+});
+
+test('the packed key index: every key found at its position, absent keys not, duplicates merged, across growth', (t) => {
+  // capacity 0 forces every growth step (buffers and hash table)
+  const p = new PackedEntries(policyKey.size, policyValue.size, 0);
+  const n = 5000;
+  for (let i = 0; i < n; i++) {
+    for (const dup of [false, true]) {
+      p.put(
+        (b, o) => policyKey.encode(b, o, { ip: `10.0.${i >> 8}.${i & 255}`, port: 80 }),
+        (b, o) => policyValue.encode(b, o, { verdict: dup ? 'proxy' : 'bypass', ruleId: i }),
+      );
+    }
+  }
+  t.is(p.size, n);
+  for (let i = 0; i < n; i++) {
+    const k = pkey(`10.0.${i >> 8}.${i & 255}`, 80);
+    t.is(p.find(k), i);
+    t.is(p.keyAt(i), k);
+    t.is(decodeVerdict(p.valueAt(i)), 'proxy'); // the later value replaced the first
+    t.true(p.valueIs(i, p.valueAt(i)));
+  }
+  t.is(p.find(pkey('10.0.0.0', 81)), -1);
+  t.is(p.find(pkey('10.1.0.0', 80)), -1);
+  t.is(p.find('short'), -1);
+  // the diff against what this state leaves in the kernel: nothing to do
+  const { counts } = planSync(
+    { endpoints: new PackedEntries(endpointKey.size, 16, 0), policy: p },
+    { endpoints: new Map(), policy: asCurrent({ endpoints: new PackedEntries(endpointKey.size, 16, 0), policy: p }).policy },
+  );
+  t.deepEqual(counts.policies, { added: 0, changed: 0, removed: 0, unchanged: n });
 });
