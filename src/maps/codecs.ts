@@ -198,6 +198,9 @@ export const STAT_NAMES = [
   'vip_skip_source_unknown',
   'vip_skip_network',
   'vip_peername_restored',
+  'stream_switched',
+  'stream_pass_msgs',
+  'stream_pass_bytes',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type Stats = Record<StatName, bigint>;
