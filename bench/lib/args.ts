@@ -18,6 +18,8 @@ export interface BenchOptions {
   only: Part[];
   /** throughput also through SK_PASS variants of the minimal program (a psock, but the stack) */
   variants: boolean;
+  /** throughput modes to run (a focused run, e.g. under perf): default all */
+  modes?: string[];
 }
 
 export type Part = 'throughput' | 'latency' | 'connect' | 'vip';
@@ -35,7 +37,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--seconds N] [--rounds 
   --out DIR     where report.json, REPORT.md and throughput-ratio.svg go (default bench/report)
   --sizes LIST  throughput write sizes in bytes (default ${FULL_SIZES.join(',')})
   --only LIST   run only these parts (a focused run; the report says which ran)
-  --variants    throughput also through SK_PASS variants of the minimal redirect (psock cost)`;
+  --variants    throughput also through SK_PASS variants of the minimal redirect (psock cost)
+  --modes LIST  throughput through these modes only (stack,bypass,minimal,unix,pass,passApply; for profiling)`;
 
 export class ArgError extends UserError {
   override name = 'ArgError';
@@ -58,6 +61,7 @@ export function parseArgs(argv: string[], defaultOut: string): BenchOptions {
   let sizes: number[] | undefined;
   let only: Part[] | undefined;
   let variants = false;
+  let modes: string[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -103,6 +107,11 @@ export function parseArgs(argv: string[], defaultOut: string): BenchOptions {
       case '--variants':
         variants = true;
         break;
+      case '--modes':
+        modes = (value() ?? '').split(',').filter(Boolean);
+        if (!modes.length || modes.some((m) => !['stack', 'bypass', 'minimal', 'unix', 'pass', 'passApply'].includes(m)))
+          throw new ArgError('--modes takes a list of stack, bypass, minimal, unix, pass, passApply');
+        break;
       case '-h':
       case '--help':
         throw new ArgError(USAGE);
@@ -126,5 +135,6 @@ export function parseArgs(argv: string[], defaultOut: string): BenchOptions {
     experiments: experiments && !quick && (only === undefined || only.includes('throughput')),
     only: only ?? PARTS,
     variants,
+    ...(modes ? { modes } : {}),
   };
 }
