@@ -12,6 +12,13 @@
  * missed bytes sit in the server's TCP receive queue; the receiver drains its
  * psock queue (redirected data) first, so a later redirect could overtake them.
  * After its first miss a socket is therefore pinned to the stack for good.
+ *
+ * Streams of small writes (see MB_STREAM_RUN in include/meshbpf.h): the stack
+ * batches them and beats the redirect, so a socket that sends MB_STREAM_RUN
+ * small messages in a row while its peer sends nothing moves to the stack for
+ * good, the same order-safe direction as a miss. Exchanges (the peer answers)
+ * and large writes keep the redirect. The turn slot is an array element: no
+ * second helper lookup per message.
  */
 #include "include/maps.h"
 #include "include/ctx.h"
@@ -31,6 +38,32 @@ int mb_sk_msg(struct sk_msg_md *msg)
 		mb_count(MB_STAT_PEER_MISSING_MSGS, 1);
 		mb_count(MB_STAT_PEER_MISSING_BYTES, size);
 		return SK_PASS;
+	}
+	if (st->flags & MB_SKS_STREAM) {
+		mb_count(MB_STAT_STREAM_MSGS, 1);
+		mb_count(MB_STAT_STREAM_BYTES, size);
+		return SK_PASS;
+	}
+	{
+		__u32 slot = st->turn;
+		__u32 *turn = bpf_map_lookup_elem(&mb_turns, &slot);
+
+		if (turn) {
+			if (*turn != st->side) {
+				/* the peer sent since our last send (or this is our first) */
+				*turn = st->side;
+				st->run = 0;
+			}
+			if (size >= MB_STREAM_SMALL) {
+				st->run = 0;
+			} else if (++st->run >= MB_STREAM_RUN) {
+				st->flags |= MB_SKS_STREAM;
+				mb_count(MB_STAT_STREAM_SWITCHED, 1);
+				mb_count(MB_STAT_STREAM_MSGS, 1);
+				mb_count(MB_STAT_STREAM_BYTES, size);
+				return SK_PASS;
+			}
+		}
 	}
 	if (bpf_msg_redirect_hash(msg, &mb_sockets, &st->peer, BPF_F_INGRESS) == SK_PASS) {
 		mb_count(MB_STAT_REDIRECT_MSGS, 1);

@@ -49,6 +49,24 @@ static __always_inline void mb_mirror(struct mb_sock_key *peer, const struct mb_
 	peer->netns_cookie = self->netns_cookie;
 }
 
+/* A 32-bit mix of a socket key (multiply-xor over its words). */
+static __always_inline __u32 mb_key_mix(const struct mb_sock_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u32 h = 0;
+
+#pragma unroll
+	for (int i = 0; i < MB_SOCK_KEY_SIZE / 4; i++)
+		h = (h ^ w[i]) * 0x9e3779b1u;
+	return h;
+}
+
+/* The pair's mb_turns slot: symmetric in the two keys, so both ends agree. */
+static __always_inline __u16 mb_turn_slot(const struct mb_sock_key *self, const struct mb_sock_key *peer)
+{
+	return (__u16)((((mb_key_mix(self) ^ mb_key_mix(peer)) * 0x85ebca6bu) >> 16) & (MB_TURN_SLOTS - 1));
+}
+
 /* Insert the socket under `self`, remembering `peer` for sk_msg. `dst` is the
  * server side of the pair (what operators and the splice guard exclude). */
 static __always_inline int mb_pair(struct bpf_sock_ops *skops, struct mb_sock_key *self,
@@ -72,6 +90,9 @@ static __always_inline int mb_pair(struct bpf_sock_ops *skops, struct mb_sock_ke
 	 * mb_sockets, and then finds a complete peer key. */
 	__builtin_memcpy(&st->peer, peer, sizeof(st->peer));
 	st->leg = leg;
+	st->turn = mb_turn_slot(self, peer);
+	st->side = skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? MB_SIDE_ACTIVE : MB_SIDE_PASSIVE;
+	st->run = 0;
 	st->flags |= MB_SKS_PAIRED;
 
 	/* BPF_NOEXIST: never displace another live socket with the same key. */

@@ -14,17 +14,31 @@ export interface BenchOptions {
   families: Family[];
   topologies: TopoKind[];
   experiments: boolean;
+  /** which parts run (default all): throughput, latency, connect, vip */
+  only: Part[];
+  /** throughput also through SK_PASS variants of the minimal program (a psock, but the stack) */
+  variants: boolean;
+  /** throughput modes to run (a focused run, e.g. under perf): default all */
+  modes?: string[];
 }
 
-export const FULL_SIZES = [64, 256, 1024, 4096, 16384, 65536, 1 << 20];
+export type Part = 'throughput' | 'latency' | 'connect' | 'vip';
+export const PARTS: Part[] = ['throughput', 'latency', 'connect', 'vip'];
+
+export const FULL_SIZES = [1, 64, 256, 1024, 4096, 16384, 65536, 1 << 20];
 export const RR_SIZES = [64, 1024, 16384];
 
 export const USAGE = `usage: npm run bench -- [--quick] [--seconds N] [--rounds N] [--out DIR]
                           [--family v4|v6|both] [--topology veth|bridge|both] [--no-experiments]
+                          [--sizes N,N,...] [--only throughput,latency,connect,vip] [--variants]
   --quick       smoke run: one size per metric, one round, 1 s runs, IPv4, veth only
   --seconds N   seconds per iperf3 run (default 2; latency and connection-rate runs take half, at least 1)
   --rounds N    alternating stack/bypass rounds per figure (default 3; the median is reported)
-  --out DIR     where report.json, REPORT.md and throughput-ratio.svg go (default bench/report)`;
+  --out DIR     where report.json, REPORT.md and throughput-ratio.svg go (default bench/report)
+  --sizes LIST  throughput write sizes in bytes (default ${FULL_SIZES.join(',')})
+  --only LIST   run only these parts (a focused run; the report says which ran)
+  --variants    throughput also through SK_PASS variants of the minimal redirect (psock cost)
+  --modes LIST  throughput through these modes only (stack,bypass,minimal,unix,pass,passApply; for profiling)`;
 
 export class ArgError extends UserError {
   override name = 'ArgError';
@@ -44,6 +58,10 @@ export function parseArgs(argv: string[], defaultOut: string): BenchOptions {
   let family: string | undefined;
   let topology: string | undefined;
   let experiments = true;
+  let sizes: number[] | undefined;
+  let only: Part[] | undefined;
+  let variants = false;
+  let modes: string[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -75,6 +93,25 @@ export function parseArgs(argv: string[], defaultOut: string): BenchOptions {
       case '--no-experiments':
         experiments = false;
         break;
+      case '--sizes': {
+        const v = value() ?? '';
+        sizes = v.split(',').map((x) => int('--sizes', x, 1, 1 << 24));
+        break;
+      }
+      case '--only': {
+        const v = (value() ?? '').split(',');
+        for (const x of v) if (!PARTS.includes(x as Part)) throw new ArgError(`--only takes a list of ${PARTS.join(', ')}`);
+        only = v as Part[];
+        break;
+      }
+      case '--variants':
+        variants = true;
+        break;
+      case '--modes':
+        modes = (value() ?? '').split(',').filter(Boolean);
+        if (!modes.length || modes.some((m) => !['stack', 'bypass', 'minimal', 'unix', 'pass', 'passApply'].includes(m)))
+          throw new ArgError('--modes takes a list of stack, bypass, minimal, unix, pass, passApply');
+        break;
       case '-h':
       case '--help':
         throw new ArgError(USAGE);
@@ -91,10 +128,13 @@ export function parseArgs(argv: string[], defaultOut: string): BenchOptions {
     rrSeconds: Math.max(1, Math.round(s / 2)),
     rounds: rounds ?? (quick ? 1 : 3),
     out,
-    sizes: quick ? [16384] : FULL_SIZES,
+    sizes: sizes ?? (quick ? [16384] : FULL_SIZES),
     rrSizes: quick ? [64] : RR_SIZES,
     families: fams,
     topologies: topos,
-    experiments: experiments && !quick,
+    experiments: experiments && !quick && (only === undefined || only.includes('throughput')),
+    only: only ?? PARTS,
+    variants,
+    ...(modes ? { modes } : {}),
   };
 }

@@ -67,9 +67,9 @@ export function cpuTimes(): { busy: number; total: number } {
 
 const HZ = 100; // USER_HZ of /proc/stat
 
-export async function iperf(topo: Topology, client: string, server: string, port: number, size: number, seconds: number): Promise<IperfRun> {
+export async function iperf(topo: Topology, client: string, server: string, port: number, size: number, seconds: number, cg: CgroupSel = 'topo'): Promise<IperfRun> {
   const before = cpuTimes();
-  const out = await runIn(topo, client, 'topo', ['iperf3', '-c', server, '-p', String(port), '-t', String(seconds), '-l', String(size), '-J'], (seconds + 30) * 1000);
+  const out = await runIn(topo, client, cg, ['iperf3', '-c', server, '-p', String(port), '-t', String(seconds), '-l', String(size), '-J'], (seconds + 30) * 1000);
   const after = cpuTimes();
   const j = JSON.parse(out) as {
     error?: string;
@@ -85,6 +85,28 @@ export async function iperf(topo: Topology, client: string, server: string, port
   const busy = (after.busy - before.busy) / HZ;
   if (busy > 0) run.nodeCpuSecPerGB = busy / gb;
   return run;
+}
+
+/** An AF_UNIX stream socketpair (mbrr unix): SIZE-byte writes for SECS, receiver-side rate. */
+export async function unixStream(topo: Topology, mbrr: string, pod: string, cg: CgroupSel, size: number, seconds: number): Promise<IperfRun> {
+  const before = cpuTimes();
+  const out = await runIn(topo, pod, cg, [mbrr, 'unix', String(size), String(seconds)], (seconds + 30) * 1000);
+  const after = cpuTimes();
+  const j = JSON.parse(out) as { bytes?: number; seconds?: number; bits_per_second?: number };
+  if (!j.bytes || !j.bits_per_second) throw new Error(`mbrr unix reported nothing (${out.trim()})`);
+  const run: IperfRun = { bitsPerSecond: j.bits_per_second, bytes: j.bytes, seconds: j.seconds ?? seconds };
+  const busy = (after.busy - before.busy) / HZ;
+  if (busy > 0) run.nodeCpuSecPerGB = busy / (j.bytes / 1e9);
+  return run;
+}
+
+/** TCP segments sent in a pod's namespace so far (/proc/net/snmp OutSegs): a redirected stream sends next to none. */
+export function tcpOutSegs(topo: Topology, pod: string): number {
+  const out = execFileSync('ip', ['netns', 'exec', topo.pod(pod).netns, 'cat', '/proc/net/snmp'], { encoding: 'utf8' });
+  const lines = out.split('\n').filter((l) => l.startsWith('Tcp:'));
+  const head = (lines[0] ?? '').trim().split(/\s+/);
+  const vals = (lines[1] ?? '').trim().split(/\s+/);
+  return Number(vals[head.indexOf('OutSegs')] ?? NaN);
 }
 
 // ---------- latency

@@ -9,6 +9,17 @@ export interface ThroughputRow {
   stack: Summary; // bits/s at the receiver
   bypass: Summary;
   ratio: Ratio; // bypass / stack
+  /** the minimal sockops+sk_msg redirect (bench/tools/minimal_redirect.c), same iperf3 run in its own cgroup */
+  minimal?: Summary;
+  ratioMinimal?: Ratio; // bypass / minimal
+  /** an AF_UNIX stream socketpair (mbrr unix): the same-node limit for a byte stream */
+  unix?: Summary;
+  ratioUnix?: Ratio; // bypass / unix
+  /** --variants: the minimal program's SK_PASS variants (sockets with a psock, data on the stack) */
+  pass?: Summary;
+  passApply?: Summary;
+  /** sockets meshbpf moved from the redirect to the stack in bypass mode (stream_switched), summed over the runs */
+  switchedToStack?: number;
   /** CPU-seconds per GB moved */
   cpuSecPerGB: { peersStack?: Summary; peersBypass?: Summary; nodeStack?: Summary; nodeBypass?: Summary };
 }
@@ -76,7 +87,7 @@ export interface Report {
   generatedAt: string;
   durationSec: number;
   machine: { kernel: string; cpuModel: string; cores: number; node: string; iperf3: string; sockperf: string; libbpf: string };
-  options: { quick: boolean; seconds: number; rrSeconds: number; rounds: number; sizes: number[]; rrSizes: number[]; families: Family[]; topologies: TopoKind[] };
+  options: { quick: boolean; seconds: number; rrSeconds: number; rounds: number; sizes: number[]; rrSizes: number[]; families: Family[]; topologies: TopoKind[]; only?: string[]; variants?: boolean };
   method: Record<string, unknown>;
   netfilter?: NetfilterInfo;
   throughput: ThroughputRow[];

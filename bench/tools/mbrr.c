@@ -12,6 +12,9 @@
  *   mbrr sink ADDR PORT            accept ONE connection, read to EOF; JSON
  *                                  {bytes, seconds, bits_per_second} (receiver side)
  *   mbrr stream ADDR PORT SIZE SECS  SIZE-byte writes for SECS, then close
+ *   mbrr unix SIZE SECS            the same stream over an AF_UNIX socketpair
+ *                                  (writer and reader processes); JSON as sink:
+ *                                  the kernel's same-node limit for a byte stream
  *
  * In crr the server closes first, so TIME_WAIT lands on the server side and
  * the client never runs out of ephemeral ports.
@@ -28,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -259,8 +263,52 @@ static int stream(const char *addr, const char *port, size_t size, double secs)
 	return 0;
 }
 
+static int unix_stream(size_t size, double secs)
+{
+	int sv[2];
+	char *buf = calloc(1, size);
+	pid_t pid;
+
+	if (!buf)
+		die("malloc");
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		die("socketpair");
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) { /* the writer, like stream() */
+		uint64_t end = now_ns() + (uint64_t)(secs * 1e9);
+
+		close(sv[0]);
+		while (now_ns() < end)
+			if (full_io(sv[1], buf, size, 1) < 0)
+				die("write");
+		close(sv[1]);
+		_exit(0);
+	}
+	close(sv[1]);
+	{ /* the reader, like sink() */
+		static char rbuf[1 << 20];
+		uint64_t bytes = 0, t0 = 0, t1 = 0;
+		ssize_t n;
+
+		while ((n = read(sv[0], rbuf, sizeof(rbuf))) > 0) {
+			if (!t0)
+				t0 = now_ns();
+			bytes += (uint64_t)n;
+			t1 = now_ns();
+		}
+		waitpid(pid, NULL, 0);
+		double s = t1 > t0 ? (double)(t1 - t0) / 1e9 : 0;
+		printf("{\"bytes\":%llu,\"seconds\":%.6f,\"bits_per_second\":%.1f}\n", (unsigned long long)bytes, s, s > 0 ? (double)bytes * 8 / s : 0);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "unix"))
+		return unix_stream((size_t)atol(argv[2]), atof(argv[3]));
 	if (argc == 4 && !strcmp(argv[1], "sink"))
 		return sink(argv[2], argv[3]);
 	if (argc == 6 && !strcmp(argv[1], "stream"))

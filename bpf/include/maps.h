@@ -54,6 +54,15 @@ struct {
 	__type(value, struct mb_sk_state);
 } mb_sk_state SEC(".maps");
 
+/* One slot per pair of sockets (struct mb_sk_state.turn): the side that sent
+ * last (MB_SIDE_*), so sk_msg tells an exchange from a one-way stream. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MB_TURN_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} mb_turns SEC(".maps");
+
 /* Sidecar settings; one entry, all zero (= sidecar pairing off) until the
  * agent writes it. */
 struct {

@@ -113,6 +113,13 @@ enum mb_stat {
 	MB_STAT_VIP_SKIP_SOURCE,         /* client's netns not learned yet (no pod address known) */
 	MB_STAT_VIP_SKIP_NETWORK,        /* client or backend not local, or on different networks */
 	MB_STAT_VIP_PEERNAME,            /* getpeername answered with the VIP */
+	/* Streams of small writes (bpf/sk_msg.c): a paired socket whose sends
+	 * look like a one-way stream of small writes moves to the stack for good
+	 * (order-safe: its peer drains the redirected data first), where TCP
+	 * batches them. redirect + peer missing + stream bytes = bytes sent. */
+	MB_STAT_STREAM_SWITCHED,         /* sockets moved from the redirect to the stack */
+	MB_STAT_STREAM_MSGS,             /* messages such sockets sent through the stack */
+	MB_STAT_STREAM_BYTES,
 	/* Istio ambient, in-pod capture (bpf/inpod.c) */
 	MB_STAT_INPOD_MARKED,            /* client sockets given ztunnel's mark: its outbound capture skipped */
 	MB_STAT_INPOD_STEERED,           /* SYNs handed to the server app's own listener past the inbound capture */
@@ -176,20 +183,47 @@ struct mb_leg_value {
 };
 #define MB_LEG_VALUE_SIZE 120
 
-/* mb_sk_state (SK_STORAGE) value: per-socket state, freed with the socket. */
+/* mb_sk_state (SK_STORAGE) value: per-socket state, freed with the socket.
+ * Read and written by the BPF programs only. Until 0.3 flags and leg were
+ * __u32: on little-endian hosts the old layout reads the same (the new fields
+ * read 0), so sockets paired before an upgrade keep working. */
 #define MB_SKS_FELL_BACK (1u << 0) /* sent through the stack once: never redirect again */
 #define MB_SKS_PAIRED (1u << 1)    /* peer below is valid; the socket is in mb_sockets */
 #define MB_SKS_APP (1u << 2)       /* connect() by a non-proxy uid/gid (cgroup/connect hook) */
 #define MB_SKS_PROXY (1u << 3)     /* connect() by the proxy uid/gid */
-#define MB_SKS_INPOD (1u << 4)     /* in-pod flow: this client was given ztunnel's mark (bpf/inpod.c) */
-#define MB_SKS_INPOD_SERVER (1u << 5) /* in-pod flow, server side: peer.remote_port is the port the client asked for */
+#define MB_SKS_STREAM (1u << 4)    /* a one-way stream of small writes: sends take the stack for good */
+#define MB_SKS_INPOD (1u << 5)     /* in-pod flow: this client was given ztunnel's mark (bpf/inpod.c) */
+#define MB_SKS_INPOD_SERVER (1u << 6) /* in-pod flow, server side: peer.remote_port is the port the client asked for */
 
 struct mb_sk_state {
-	__u32 flags; /* MB_SKS_* */
-	__u32 leg;   /* enum mb_leg */
+	__u16 flags; /* MB_SKS_* */
+	__u16 turn;  /* this pair's slot in mb_turns (sockops; both ends compute the same) */
+	__u8 leg;    /* enum mb_leg */
+	__u8 side;   /* MB_SIDE_*: what this end writes into the turn slot when it sends */
+	__u16 run;   /* sk_msg: small sends in a row with no send by the peer in between */
 	struct mb_sock_key peer; /* the other end's key in mb_sockets */
 };
 #define MB_SK_STATE_SIZE 56
+
+/*
+ * Streams of small writes (bpf/sk_msg.c). A redirect costs a fixed amount per
+ * sendmsg (sk_msg build, queueing on the peer's psock, a wakeup); the stack
+ * batches a stream of small writes into large segments (autocork, Nagle, GRO)
+ * and wins. Request/response traffic alternates direction and keeps the
+ * redirect (its latency gain is the point). The two ends of a pair share one
+ * slot of mb_turns: each send writes its side there, so a send that finds its
+ * own side sees that the peer has not sent since. MB_STREAM_RUN small sends in
+ * a row like that make the socket a stream: it sends through the stack from
+ * then on (order-safe: the peer reads its psock queue, the earlier redirected
+ * bytes, before its TCP receive queue; the reverse switch is never made).
+ * Slot collisions between pairs only make a stream look like an exchange:
+ * that pair keeps redirecting, as before.
+ */
+#define MB_TURN_SLOTS 8192    /* mb_turns entries (a power of 2) */
+#define MB_SIDE_ACTIVE 1      /* the end that connected */
+#define MB_SIDE_PASSIVE 2     /* the accepted end */
+#define MB_STREAM_SMALL 512   /* bytes: a send below this is small */
+#define MB_STREAM_RUN 128     /* small sends in a row, none by the peer, before the switch */
 
 /*
  * Service VIPs (connect-time resolution, bpf/connect.c). mb_services (HASH):

@@ -41,7 +41,7 @@ export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats',
 export type MapName = (typeof MAP_NAMES)[number];
 /** Every map meshbpf pins: MAP_NAMES plus internal ones (socket storage) and
  * the splice guard's (bpf/include/splice.h). */
-export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state', 'mb_sk_vip', 'mb_no_bypass', 'mb_sk_splice', 'mb_listeners'] as const;
+export const PINNED_MAPS = [...MAP_NAMES, 'mb_sk_state', 'mb_sk_vip', 'mb_no_bypass', 'mb_sk_splice', 'mb_listeners', 'mb_turns'] as const;
 
 export const PROG_NAMES = ['mb_sockops', 'mb_sk_msg', 'mb_connect4', 'mb_connect6', 'mb_getpeername4', 'mb_getpeername6', 'mb_getsockname4', 'mb_getsockname6', 'mb_inpod_lookup'] as const;
 /** Programs a degraded build leaves out (kernels without getpeername/getsockname hooks: no VIP resolution, no in-pod port answer). */
