@@ -28,6 +28,7 @@ import { existsSync } from 'node:fs';
 import { pinPaths, PINNED_MAPS } from '../maps/pinned.js';
 import type { Stats } from '../maps/codecs.js';
 import { SpliceWatch } from './splice-watch.js';
+import { InpodWatch } from './inpod-watch.js';
 
 const log = child('agent');
 
@@ -45,6 +46,10 @@ export interface AgentOptions extends LoadOptions {
   debounceMs?: number;
   /** how often to look at the map-full counter for the rate-limited log line */
   watchIntervalMs?: number;
+  /** Istio ambient: enroll every pod netns that appears here (src/agent/inpod-watch.ts) */
+  inpodNetnsDir?: string;
+  /** only namespaces whose file name starts with this */
+  inpodNetnsPrefix?: string;
 }
 
 export interface AgentStatus {
@@ -86,6 +91,7 @@ export class Agent {
   private stopped = false;
   private lastMapFull = 0n;
   private spliceWatch: SpliceWatch | undefined;
+  private inpodWatch: InpodWatch | undefined;
   private lock: { release(): Promise<void> } | undefined;
   /** pins found missing (unloaded behind the agent's back); logged once */
   private pinsGone = false;
@@ -151,6 +157,11 @@ export class Agent {
     // Map-full is rare; one look every few seconds is enough (no busy polling).
     this.watchTimer = setInterval(() => this.watchMapFull(), this.opts.watchIntervalMs ?? 5000);
     this.watchTimer.unref();
+    if (this.opts.inpodNetnsDir) {
+      this.inpodWatch = new InpodWatch(this.opts.pinDir, this.opts.inpodNetnsDir, this.opts.inpodNetnsPrefix ?? '');
+      this.inpodWatch.start();
+      log.info({ dir: this.opts.inpodNetnsDir, prefix: this.opts.inpodNetnsPrefix ?? '' }, 'enrolling pod namespaces for in-pod capture skipping');
+    }
   }
 
   private onSourceState(e: XdsStateEvent): void {
@@ -353,6 +364,7 @@ export class Agent {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.watchTimer) clearInterval(this.watchTimer);
+    this.inpodWatch?.stop();
     await this.source.close();
     // Close idle keep-alive connections too, or close() waits for them.
     const closed = new Promise<void>((res) => (this.server ? this.server.close(() => res()) : res()));

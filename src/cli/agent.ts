@@ -53,7 +53,12 @@ export function registerAgent(program: Command): void {
       .option('--max-endpoints <n>', `endpoint map capacity (default ${DEFAULT_SIZES.maxEndpoints})`, intArg('--max-endpoints', 1, 1 << 26))
       .option('--max-policies <n>', `policy map capacity (default ${DEFAULT_SIZES.maxPolicies})`, intArg('--max-policies', 1, 1 << 26))
       .option('--listen <host:port>', 'metrics/health/debug address ("" to disable)', DEFAULT_LISTEN)
-      .option('--unload-on-exit', 'on SIGTERM/SIGINT remove programs and pins (default: leave them so connections keep flowing through a restart)'),
+      .option('--unload-on-exit', 'on SIGTERM/SIGINT remove programs and pins (default: leave them so connections keep flowing through a restart)')
+      .option(
+        '--inpod-netns-dir <dir>',
+        'Istio ambient: enroll every pod network namespace that appears in this directory (/var/run/netns with containerd) for in-pod capture skipping, remove those that go (see meshbpf inpod)',
+      )
+      .option('--inpod-netns-prefix <prefix>', 'with --inpod-netns-dir: only files whose name starts with this (containerd: cni-)', ''),
   )
     .addHelpText(
       'after',
@@ -121,6 +126,7 @@ Examples:
         source,
         listen: o.listen,
         unloadOnExit: !!o.unloadOnExit,
+        ...(o.inpodNetnsDir ? { inpodNetnsDir: o.inpodNetnsDir, inpodNetnsPrefix: o.inpodNetnsPrefix } : {}),
       });
       let stopping = false;
       const stop = (sig: string) => {

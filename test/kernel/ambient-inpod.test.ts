@@ -9,7 +9,7 @@
 // stand-ins; one pod not enrolled, or meshbpf unloaded: everything reaches the
 // stand-ins again. Bytes are hashed at both ends in every case.
 import test from 'ava';
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,6 +18,7 @@ import { openMaps } from '../../src/maps/pinned.js';
 import { waitForListen } from '../../src/topo/peers.js';
 import { cli, delta, kernelSuite, sha256, stats, tempDir, transfer, waitFor } from '../helpers/kernel.js';
 import { authorization, service, workload } from '../helpers/wds.js';
+import { startAgent, stopAgent } from '../helpers/agent.js';
 
 const dir = tempDir();
 const env = { MESHBPF_STATE_DIR: join(dir, 'state') };
@@ -178,6 +179,51 @@ ktest('enrolled pods, proxy verdict (waypoint, Authorization): both stand-ins ta
     t.is(d.inpod_marked, 0);
     t.is(d.inpod_steered, 0);
   }
+});
+
+ktest('agent --inpod-netns-dir: the pod namespaces that appear there are enrolled, the ones that go are removed', async (t) => {
+  sync(base());
+  t.is(cli(['inpod', 'detach', '--all', '--pin-dir', topo!.pinDir], { env }).code, 0);
+  const nsdir = join(dir, 'netns');
+  mkdirSync(nsdir, { recursive: true });
+  symlinkSync(nsPath('a'), join(nsdir, 'cni-a'));
+  writeFileSync(join(nsdir, 'cni-bogus'), ''); // not a namespace: logged, retried, never enrolled
+  writeFileSync(join(nsdir, 'other'), ''); // not matching the prefix: ignored
+  const enrolled = () => (JSON.parse(cli(['inpod', 'list', '-o', 'json', '--pin-dir', topo!.pinDir], { env }).stdout) as Array<{ netns: string }>).map((x) => x.netns).sort();
+  const agent = await startAgent({
+    cgroup: topo!.cgroup,
+    pinDir: topo!.pinDir,
+    xdsFile: join(dir, 'wds.json'),
+    stateDir: env.MESHBPF_STATE_DIR,
+    podCidr: '198.18.250.0/24',
+    nodeIp: '198.18.8.1',
+    extra: ['--node-name', 'node-a', '--inpod-netns-dir', nsdir, '--inpod-netns-prefix', 'cni-'],
+  });
+  try {
+    await waitFor(() => enrolled().length === 1, 15_000, 'pod a enrolled by the agent');
+    symlinkSync(nsPath('b'), join(nsdir, 'cni-b')); // a new pod
+    await waitFor(() => enrolled().length === 2, 15_000, 'pod b enrolled once its namespace appeared');
+    t.deepEqual(enrolled(), [join(nsdir, 'cni-a'), join(nsdir, 'cni-b')]);
+    clearLogs();
+    const before = stats(topo!.pinDir);
+    const x = await flow(B);
+    t.is(x.received, x.sent);
+    t.deepEqual([...lines('a'), ...lines('b')], [], 'enrolled by the agent: both captures skipped');
+    t.is(delta(before, stats(topo!.pinDir)).inpod_steered, 1);
+
+    unlinkSync(join(nsdir, 'cni-b')); // the pod is gone
+    await waitFor(() => enrolled().length === 1, 15_000, 'pod b removed once its namespace went');
+    clearLogs();
+    const y = await transfer(topo!, { server: 'b', client: 'a', listen: 'TCP4-LISTEN:5432,reuseaddr', connect: `TCP4:${B}:5432`, port: 5432, bytes: 1 << 20 });
+    t.is(y.received, y.sent);
+    t.deepEqual(lines('a'), [`15001 ${B}:5432`], 'b no longer enrolled: captured');
+    t.deepEqual(lines('b'), [`15006 ${B}:5432`]);
+    t.regex(agent.output(), /cni-bogus/, 'the namespace it could not enroll is named in the log');
+  } finally {
+    t.is(await stopAgent(agent), 0, agent.output());
+  }
+  t.is(cli(['inpod', 'detach', '--all', '--pin-dir', topo!.pinDir], { env }).code, 0);
+  t.is(cli(['inpod', 'attach', nsPath('a'), nsPath('b'), '--pin-dir', topo!.pinDir], { env }).code, 0); // as the next test expects
 });
 
 /** transfer() without the counters (nothing is loaded any more). */
