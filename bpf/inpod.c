@@ -67,8 +67,7 @@ int mb_inpod_lookup(struct bpf_sk_lookup *ctx)
 	if (!v || v->leg != MB_LEG_INPOD)
 		return SK_PASS;
 	/* exactly the socket the client expects: pod:15006 */
-	if (v->claim.local_port != bpf_htons(local_port) || v->claim.local_ip[0] != local[0] ||
-	    v->claim.local_ip[1] != local[1] || v->claim.local_ip[2] != local[2] || v->claim.local_ip[3] != local[3])
+	if (v->claim.local_port != bpf_htons(local_port) || !mb_ip_eq(v->claim.local_ip, local))
 		goto no;
 	if (v->flags & MB_LEG_POISONED)
 		goto no;

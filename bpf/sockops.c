@@ -173,11 +173,6 @@ static __always_inline void mb_direct(struct bpf_sock_ops *skops, struct mb_sock
 
 #ifndef MB_NO_NETNS_COOKIE /* sidecar legs need the netns cookie (loopback legs) */
 
-static __always_inline int mb_ip_eq(const __u32 a[4], const __u32 b[4])
-{
-	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
-}
-
 static __always_inline int mb_key_eq(const struct mb_sock_key *a, const struct mb_sock_key *b)
 {
 	return mb_ip_eq(a->local_ip, b->local_ip) && mb_ip_eq(a->remote_ip, b->remote_ip) &&
@@ -284,6 +279,30 @@ static __always_inline int mb_client_leg(const struct mb_config *c, const struct
 	return MB_LEG_NONE;
 }
 
+/*
+ * Record a client's claim under its own address (mb_legs). 0 = recorded.
+ * Otherwise nothing pairs and it is counted: another live client with this
+ * address (NAT may remap the later one's port on the wire) poisons the
+ * existing claim, so neither server pairs by guess; or the table is full.
+ */
+static __always_inline int mb_claim(struct mb_policy_key *me, const struct mb_leg_value *v)
+{
+	struct mb_leg_value *old;
+	int err = bpf_map_update_elem(&mb_legs, me, v, BPF_NOEXIST); /* int: 6.1 hands -EEXIST back zero-extended */
+
+	if (!err)
+		return 0;
+	if (err == -17 /* -EEXIST */) {
+		old = bpf_map_lookup_elem(&mb_legs, me);
+		if (old)
+			old->flags |= MB_LEG_POISONED; /* only ever set: a lost race still poisons */
+		mb_count(MB_STAT_SKIP_SIDECAR_AMBIGUOUS, 1);
+	} else {
+		mb_count(MB_STAT_SIDECAR_TABLE_FULL, 1);
+	}
+	return -1;
+}
+
 /* Returns 1 when the socket was handled as a sidecar leg (paired or not). */
 static __always_inline int mb_sidecar_active(struct bpf_sock_ops *skops, const struct mb_config *c,
 					     struct mb_sock_key *key, const struct mb_endpoint_value *le,
@@ -292,11 +311,9 @@ static __always_inline int mb_sidecar_active(struct bpf_sock_ops *skops, const s
 	struct mb_leg_value v = {};
 	struct mb_policy_key me = {}, dst = {};
 	struct mb_sk_state *st = 0;
-	struct mb_leg_value *old;
 	__u32 owner = 0;
 	__u64 netns;
 	int leg;
-	int err; /* int, not long: 6.1 hands the -EEXIST back zero-extended (0xffffffef) */
 
 	if (skops->sk)
 		st = bpf_sk_storage_get(&mb_sk_state, skops->sk, 0, 0);
@@ -319,20 +336,8 @@ static __always_inline int mb_sidecar_active(struct bpf_sock_ops *skops, const s
 	v.leg = leg;
 	__builtin_memcpy(me.ip, key->local_ip, sizeof(me.ip));
 	me.port = key->local_port;
-	err = bpf_map_update_elem(&mb_legs, &me, &v, BPF_NOEXIST);
-	if (err == -17 /* -EEXIST */) {
-		/* Another live client has this address: its server and ours cannot
-		 * be told apart. Poison the claim so neither server pairs. */
-		old = bpf_map_lookup_elem(&mb_legs, &me);
-		if (old)
-			old->flags |= MB_LEG_POISONED; /* only ever set: a lost race still poisons */
-		mb_count(MB_STAT_SKIP_SIDECAR_AMBIGUOUS, 1);
+	if (mb_claim(&me, &v))
 		return 1;
-	}
-	if (err) {
-		mb_count(MB_STAT_SIDECAR_TABLE_FULL, 1);
-		return 1;
-	}
 	/* Remove the claim when this socket closes. */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	__builtin_memcpy(dst.ip, v.claim.local_ip, sizeof(dst.ip));
@@ -343,7 +348,7 @@ static __always_inline int mb_sidecar_active(struct bpf_sock_ops *skops, const s
 }
 
 /* Server side: pair only if our client claimed exactly this socket (a
- * sidecar leg, or an in-pod flow whose SYN the tc program steered). */
+ * sidecar leg, or an in-pod flow whose SYN bpf/inpod.c steered). */
 static __always_inline int mb_claimed_passive(struct bpf_sock_ops *skops, struct mb_sock_key *key)
 {
 	struct mb_policy_key client = {}, dst = {};
@@ -409,7 +414,6 @@ static __always_inline void mb_inpod_connect(struct bpf_sock_ops *skops)
 	struct mb_sk_state *st;
 	struct bpf_sock *sk = skops->sk;
 	int mark;
-	int err;
 
 	if (!sk || MB_FILL_KEY(&key, skops) < 0)
 		return;
@@ -447,19 +451,8 @@ static __always_inline void mb_inpod_connect(struct bpf_sock_ops *skops)
 	v.ts_ns = bpf_ktime_get_ns();
 	__builtin_memcpy(me.ip, key.local_ip, sizeof(me.ip));
 	me.port = key.local_port;
-	err = bpf_map_update_elem(&mb_legs, &me, &v, BPF_NOEXIST);
-	if (err) {
-		if (err == -17 /* -EEXIST */) {
-			struct mb_leg_value *old = bpf_map_lookup_elem(&mb_legs, &me);
-
-			if (old)
-				old->flags |= MB_LEG_POISONED;
-			mb_count(MB_STAT_SKIP_SIDECAR_AMBIGUOUS, 1);
-		} else {
-			mb_count(MB_STAT_SIDECAR_TABLE_FULL, 1);
-		}
+	if (mb_claim(&me, &v))
 		return;
-	}
 	st = bpf_sk_storage_get(&mb_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	mark = (int)(sk->mark | MB_INPOD_MARK);
 	if (!st || bpf_setsockopt(skops, MB_SOL_SOCKET, MB_SO_MARK, &mark, sizeof(mark))) {
@@ -504,7 +497,7 @@ static __always_inline void mb_inpod_active(struct bpf_sock_ops *skops, struct m
 		return;
 	}
 	if (!(v->flags & MB_LEG_STEERED)) {
-		/* The server pod's capture took it (no listener, no tc program):
+		/* The server pod's capture took it (no known listener, not enrolled):
 		 * the connection runs through ztunnel's inbound port, unpaired. */
 		mb_count(MB_STAT_INPOD_NOT_STEERED, 1);
 		return;

@@ -42,6 +42,11 @@ static __always_inline void mb_ip_from_v4(__u32 ip[4], __u32 v4)
 }
 
 /* ::ffff:a.b.c.d: an IPv4 address, as keys store it. */
+static __always_inline int mb_ip_eq(const __u32 a[4], const __u32 b[4])
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
 static __always_inline int mb_ip_is_v4(const __u32 ip[4])
 {
 	return ip[0] == 0 && ip[1] == 0 && ip[2] == bpf_htonl(0x0000ffff);

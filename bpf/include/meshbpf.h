@@ -162,7 +162,7 @@ struct mb_config {
  * may remap the later one's port on the wire) poison the entry: nobody pairs.
  */
 #define MB_LEG_POISONED (1u << 0)
-#define MB_LEG_STEERED (1u << 1) /* in-pod: the server pod's tc program handed the SYN to the app's listener */
+#define MB_LEG_STEERED (1u << 1) /* in-pod: bpf/inpod.c handed the SYN to the server app's own listener */
 
 enum mb_leg {
 	MB_LEG_NONE = 0,

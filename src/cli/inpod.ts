@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { attachInpod, detachAllInpod, detachInpod, listInpod } from '../loader/inpod.js';
 import { json, outputOption, pinDirOption, print } from './common.js';
 import { UserError } from '../errors.js';
+import { checkPrivileges } from '../loader/preflight.js';
 
 export function registerInpod(program: Command): void {
   const ip = program.command('inpod').description('Istio ambient (in-pod capture): enroll pods so flows meshbpf bypasses skip ztunnel; only flows between two enrolled pods ever do');
@@ -19,6 +20,7 @@ export function registerInpod(program: Command): void {
         'earlier are not known to meshbpf, and flows to them keep the capture.\n\nExamples:\n  meshbpf inpod attach /var/run/netns/cni-1a2b3c /var/run/netns/cni-4d5e6f',
     )
     .action((nss: string[], o) => {
+      checkPrivileges();
       for (const ns of nss) {
         const a = attachInpod(o.pinDir, ns);
         print(`enrolled ${a.netns} (netns cookie ${a.cookie}): addresses ${a.prefixes.join(', ')}`);
@@ -29,6 +31,7 @@ export function registerInpod(program: Command): void {
     .option('--all', 'every enrolled pod')
     .addOption(pinDirOption())
     .action((nss: string[], o) => {
+      checkPrivileges();
       if (o.all) {
         const gone = detachAllInpod(o.pinDir);
         return print(gone.length ? `detached ${gone.length} pod namespace(s)` : 'no pod was enrolled');

@@ -283,7 +283,7 @@ export interface LegValue {
   claim: SockKey;
   cookie: bigint;
   poisoned: boolean;
-  /** in-pod: the server pod's tc program handed the SYN to the app's listener */
+  /** in-pod: bpf/inpod.c handed the SYN to the server app's own listener */
   steered: boolean;
   leg: LegName;
   /** CLOCK_MONOTONIC ns of the claim */
