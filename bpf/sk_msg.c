@@ -18,10 +18,50 @@
  * small messages in a row while its peer sends nothing moves to the stack for
  * good, the same order-safe direction as a miss. Exchanges (the peer answers)
  * and large writes keep the redirect. The turn slot is an array element: no
- * second helper lookup per message.
+ * second helper lookup per message. A direct pair's switch is also recorded in
+ * mb_streams (include/meshbpf.h, "Learned streams"): sockops then keeps the
+ * next connections of that client to that destination off mb_sockets.
  */
 #include "include/maps.h"
 #include "include/ctx.h"
+#include "include/splice.h"
+
+/* At a switch, remember the pair's client address and destination (direct
+ * flows only: a sidecar leg's destination is the proxy's port, shared by
+ * every flow of the pod). Runs once per switched socket, never per message. */
+static __always_inline void mb_stream_learn(struct bpf_sock *sk, const struct mb_sk_state *st)
+{
+	const struct mb_policy_key *dst;
+	struct mb_stream_key k = {};
+	struct mb_stream_value nv = {};
+	struct mb_stream_value *v;
+
+	if (st->leg != MB_LEG_DIRECT)
+		return;
+	dst = bpf_sk_storage_get(&mb_sk_splice, sk, 0, 0); /* sockops stored the destination */
+	if (!dst)
+		return;
+	/* st->peer is the other end's key: the client's address is the remote
+	 * end of the server socket's key, the local end of the client's. */
+	if (st->side == MB_SIDE_ACTIVE)
+		__builtin_memcpy(k.client_ip, st->peer.remote_ip, sizeof(k.client_ip));
+	else
+		__builtin_memcpy(k.client_ip, st->peer.local_ip, sizeof(k.client_ip));
+	__builtin_memcpy(k.server_ip, dst->ip, sizeof(k.server_ip));
+	k.server_port = dst->port;
+	k.netns_cookie = st->peer.netns_cookie;
+	nv.learned_ns = bpf_ktime_get_ns();
+	v = bpf_map_lookup_elem(&mb_streams, &k);
+	if (v) {
+		v->learned_ns = nv.learned_ns;
+		__sync_fetch_and_add(&v->switches, 1);
+		return;
+	}
+	nv.first_ns = nv.learned_ns;
+	nv.switches = 1;
+	if (bpf_map_update_elem(&mb_streams, &k, &nv, BPF_NOEXIST) == 0)
+		mb_count(MB_STAT_STREAM_LEARNED, 1);
+}
 
 SEC("sk_msg")
 int mb_sk_msg(struct sk_msg_md *msg)
@@ -58,6 +98,7 @@ int mb_sk_msg(struct sk_msg_md *msg)
 				st->run = 0;
 			} else if (++st->run >= MB_STREAM_RUN) {
 				st->flags |= MB_SKS_STREAM;
+				mb_stream_learn(sk, st);
 				mb_count(MB_STAT_STREAM_SWITCHED, 1);
 				mb_count(MB_STAT_STREAM_MSGS, 1);
 				mb_count(MB_STAT_STREAM_BYTES, size);

@@ -67,6 +67,26 @@ static __always_inline __u16 mb_turn_slot(const struct mb_sock_key *self, const 
 	return (__u16)((((mb_key_mix(self) ^ mb_key_mix(peer)) * 0x85ebca6bu) >> 16) & (MB_TURN_SLOTS - 1));
 }
 
+/* 1 = the pair (client address, destination) switched to the stack less than
+ * MB_STREAM_LEARN_NS ago: keep this socket out of mb_sockets. */
+static __always_inline int mb_stream_learned(const struct mb_sock_key *self,
+					     const struct mb_policy_key *dst, int active)
+{
+	struct mb_stream_key k = {};
+	struct mb_stream_value *v;
+
+	__builtin_memcpy(k.client_ip, active ? self->local_ip : self->remote_ip, sizeof(k.client_ip));
+	__builtin_memcpy(k.server_ip, dst->ip, sizeof(k.server_ip));
+	k.server_port = dst->port;
+	k.netns_cookie = self->netns_cookie;
+	v = bpf_map_lookup_elem(&mb_streams, &k);
+	if (!v || bpf_ktime_get_ns() - v->learned_ns >= MB_STREAM_LEARN_NS)
+		return 0;
+	__sync_fetch_and_add(&v->kept, 1);
+	mb_count(MB_STAT_STREAM_KEPT, 1);
+	return 1;
+}
+
 /* Insert the socket under `self`, remembering `peer` for sk_msg. `dst` is the
  * server side of the pair (what operators and the splice guard exclude). */
 static __always_inline int mb_pair(struct bpf_sock_ops *skops, struct mb_sock_key *self,
@@ -77,6 +97,10 @@ static __always_inline int mb_pair(struct bpf_sock_ops *skops, struct mb_sock_ke
 	int err; /* int: 6.1 returns these errors zero-extended in 64 bits (seen in the VM) */
 
 	if (!sk)
+		return -1;
+	/* a learned stream (include/meshbpf.h): this pair's last connections were
+	 * one-way streams of small writes, which the stack moves faster */
+	if (leg == MB_LEG_DIRECT && mb_stream_learned(self, dst, skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB))
 		return -1;
 	/* splice guard (include/splice.h): excluded destinations stay on the stack */
 	if (mb_splice_guard(skops, dst))

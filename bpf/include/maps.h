@@ -63,6 +63,15 @@ struct {
 	__type(value, __u32);
 } mb_turns SEC(".maps");
 
+/* Learned streams (struct mb_stream_key in meshbpf.h): written by sk_msg at a
+ * switch, read by sockops before a direct pair is inserted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MB_STREAM_ENTRIES);
+	__type(key, struct mb_stream_key);
+	__type(value, struct mb_stream_value);
+} mb_streams SEC(".maps");
+
 /* Sidecar settings; one entry, all zero (= sidecar pairing off) until the
  * agent writes it. */
 struct {

@@ -127,6 +127,9 @@ enum mb_stat {
 	MB_STAT_LEG_INPOD,               /* sockets paired as an in-pod flow */
 	MB_STAT_INPOD_GETSOCKNAME,       /* getsockname answered with the port the client asked for */
 	MB_STAT_INPOD_LISTENERS,         /* listening sockets of enrolled pods recorded in mb_listeners */
+	/* Learned stream destinations (mb_streams, below) */
+	MB_STAT_STREAM_LEARNED,          /* client -> destination pairs recorded after a switch */
+	MB_STAT_STREAM_KEPT,             /* sockets kept out of mb_sockets: their pair is a learned stream */
 	MB_STAT_MAX,
 };
 #define MB_STAT_SLOTS 64 /* 32 until 0.2: the sidecar, splice and VIP counters took 33 */
@@ -222,8 +225,41 @@ struct mb_sk_state {
 #define MB_TURN_SLOTS 8192    /* mb_turns entries (a power of 2) */
 #define MB_SIDE_ACTIVE 1      /* the end that connected */
 #define MB_SIDE_PASSIVE 2     /* the accepted end */
-#define MB_STREAM_SMALL 512   /* bytes: a send below this is small */
+#define MB_STREAM_SMALL 256   /* bytes: a send below this is small (the redirect wins from 256 B up, bench/report) */
 #define MB_STREAM_RUN 128     /* small sends in a row, none by the peer, before the switch */
+
+/*
+ * Learned streams. A switched socket keeps its psock, so each of its sends
+ * still passes tcp_bpf_sendmsg (measured 5-10% at 1-64 B), and removing a live
+ * socket from mb_sockets is not safe (its peer may be redirecting into its
+ * psock queue at that moment; those bytes would be freed). So the switch is
+ * remembered for the pair's client address and destination (direct flows
+ * only), and for MB_STREAM_LEARN_NS after the last switch the next
+ * connections of that pair are not put into mb_sockets at all: exactly the
+ * stack, nothing to switch. When the entry is older, the next connection is
+ * paired again (a probe) and its own sends decide anew. A learned entry only
+ * ever keeps connections on the stack, the always-safe direction; an LRU map,
+ * so it never fills.
+ */
+struct mb_stream_key {
+	__u32 client_ip[4]; /* the connecting end's address */
+	__u32 server_ip[4]; /* the destination (the verdict's address) */
+	__u64 netns_cookie; /* loopback pairs: the namespace (struct mb_sock_key) */
+	__u16 server_port;  /* network order */
+	__u16 _pad;
+	__u32 _pad2;
+};
+#define MB_STREAM_KEY_SIZE 48
+
+struct mb_stream_value {
+	__u64 learned_ns;   /* bpf_ktime_get_ns() of the last switch */
+	__u64 first_ns;     /* of the first */
+	__u64 kept;         /* sockets kept on the stack because of this entry */
+	__u64 switches;     /* sockets of this pair that switched */
+};
+#define MB_STREAM_VALUE_SIZE 32
+#define MB_STREAM_LEARN_NS (60ull * 1000000000ull)
+#define MB_STREAM_ENTRIES 16384
 
 /*
  * Service VIPs (connect-time resolution, bpf/connect.c). mb_services (HASH):

@@ -15,6 +15,7 @@ const SKIP_REASONS: Record<string, string> = {
   skip_proxy: 'proxy_verdict',
   skip_loopback_no_cookie: 'loopback_without_netns_cookie',
   skip_excluded: 'excluded_destination',
+  stream_kept: 'learned_stream',
 };
 
 /**
@@ -112,6 +113,8 @@ export class AgentMetrics {
       },
     });
     counter('meshbpf_vip_peername_restored_total', 'getpeername calls answered with the VIP of a translated socket', (s) => s.vip_peername_restored);
+    counter('meshbpf_stream_switched_total', 'paired sockets moved to the stack as one-way streams of small writes (bpf/sk_msg.c)', (s) => s.stream_switched);
+    counter('meshbpf_stream_learned_total', 'client -> destination pairs recorded in mb_streams after a switch (their next connections keep the stack)', (s) => s.stream_learned);
     counter('meshbpf_inpod_marked_total', 'in-pod (ambient): client sockets exempted from ztunnel outbound capture (mark 0x539) for a bypassed flow', (s) => s.inpod_marked);
     counter('meshbpf_inpod_steered_total', "in-pod (ambient): SYNs handed to the server app's own listener past the inbound capture", (s) => s.inpod_steered);
     counter('meshbpf_inpod_not_steered_total', 'in-pod (ambient): SYNs of exempted flows left to the inbound capture (no known listener, stale claim)', (s) => s.inpod_not_steered);

@@ -5,7 +5,7 @@
 import { formatIp, parseIp } from '../net/ip.js';
 import { sockopsBlockers, VIP_OUTCOME_STAT, vipOutcome, type VipOutcome } from '../policy/explain.js';
 import { openMaps, type MeshMaps } from '../maps/pinned.js';
-import type { EndpointValue } from '../maps/codecs.js';
+import { STREAM_LEARN_NS, type EndpointValue } from '../maps/codecs.js';
 import { hostPort } from '../maps/dump.js';
 import { readExclusions, readRuleReasons } from '../maps/state.js';
 import { classifyLeg, type Owner } from '../policy/legs.js';
@@ -25,6 +25,16 @@ function exclusionOf(pinDir: string, ip: string, port: number): Exclusion | unde
   } catch {
     return undefined;
   }
+}
+
+/** The reason line for a fresh mb_streams entry of src -> dst:port, or undefined. */
+function learnedStream(m: MeshMaps, src: string, dst: string, port: number): string | undefined {
+  const v = m.streams.get({ clientIp: src, serverIp: dst, serverPort: port, netnsCookie: 0n });
+  if (!v) return undefined;
+  const age = process.hrtime.bigint() - v.learnedNs; // both CLOCK_MONOTONIC
+  if (age >= STREAM_LEARN_NS) return undefined;
+  const s = (ns: bigint) => (Number(ns / 1_000_000n) / 1000).toFixed(1);
+  return `mb_streams ${src} -> ${hostPort(dst, port)}: last switched to the stack ${s(age)} s ago (${v.switches} switch(es), ${v.kept} socket(s) kept on the stack since); learned for another ${s(STREAM_LEARN_NS - age)} s`;
 }
 
 export interface Explanation {
@@ -145,6 +155,7 @@ export function explainFromKernel(pinDir: string, dstText: string, port: number,
 
     const b = sockopsBlockers(pol?.verdict, dstEp ?? undefined, srcEp ?? undefined);
     const excluded = exclusionOf(pinDir, dst, port);
+    const learned = src === undefined ? undefined : learnedStream(m, src, dst, port);
     let verdict: Explanation['verdict'];
     if (b.noVerdict) {
       verdict = 'none';
@@ -166,6 +177,11 @@ export function explainFromKernel(pinDir: string, dstText: string, port: number,
       verdict = 'none';
       reasons.push(`mb_no_bypass ${describeExclusion(excluded)}`);
       reasons.push('=> normal path: the destination is excluded from bypass (meshbpf exclude list)');
+    } else if (learned) {
+      // sockops checks mb_streams first in mb_pair (bpf/include/meshbpf.h, "Learned streams")
+      verdict = 'none';
+      reasons.push(learned);
+      reasons.push('=> normal path: this client streamed small writes to this destination, which the stack moves faster; its new connections keep the stack until the entry is older than the window');
     } else {
       verdict = 'bypass';
       reasons.push(src === undefined ? `=> bypass for clients that are local on network ${dstEp.networkId}` : '=> bypass: socket to socket, skipping the TCP/IP stack');

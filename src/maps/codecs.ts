@@ -24,6 +24,8 @@ export const MB_SERVICE_VALUE_SIZE = 16;
 export const MB_BACKEND_KEY_SIZE = 8;
 export const MB_BACKEND_VALUE_SIZE = 20;
 export const MB_NETNS_VALUE_SIZE = 40;
+export const MB_STREAM_KEY_SIZE = 48;
+export const MB_STREAM_VALUE_SIZE = 32;
 
 export const u32Host: Codec<number> = {
   size: 4,
@@ -207,6 +209,8 @@ export const STAT_NAMES = [
   'leg_inpod',
   'inpod_sockname_restored',
   'inpod_listeners',
+  'stream_learned',
+  'stream_kept',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type Stats = Record<StatName, bigint>;
@@ -423,4 +427,50 @@ export const netnsValue: Codec<NetnsValue> = {
     ip6: b.subarray(o + 16, o + 32).equals(ZERO16) ? null : ip16.decode(b, o + 16),
     proxy: (b.readUInt32LE(o + 32) & NS_PROXY) !== 0,
   }),
+};
+
+// ---- mb_streams: learned one-way streams of small writes (bpf/include/meshbpf.h) ----
+/** A client address and the destination it streamed small writes to. */
+export interface StreamKey {
+  clientIp: string;
+  serverIp: string;
+  serverPort: number;
+  /** loopback pairs: the namespace's cookie; 0 otherwise */
+  netnsCookie: bigint;
+}
+
+export const streamKey: Codec<StreamKey> = {
+  size: MB_STREAM_KEY_SIZE,
+  encode(b, o, v) {
+    b.fill(0, o, o + MB_STREAM_KEY_SIZE);
+    ip16.encode(b, o, v.clientIp);
+    ip16.encode(b, o + 16, v.serverIp);
+    b.writeBigUInt64LE(v.netnsCookie, o + 32);
+    portNet.encode(b, o + 40, v.serverPort);
+  },
+  decode: (b, o) => ({ clientIp: ip16.decode(b, o), serverIp: ip16.decode(b, o + 16), serverPort: portNet.decode(b, o + 40), netnsCookie: b.readBigUInt64LE(o + 32) }),
+};
+
+export interface StreamValue {
+  /** CLOCK_MONOTONIC ns of the last switch (sockops keeps new connections on the stack for MB_STREAM_LEARN_NS after it) */
+  learnedNs: bigint;
+  firstNs: bigint;
+  /** sockets kept out of mb_sockets because of this entry */
+  kept: bigint;
+  /** sockets of this pair that switched to the stack */
+  switches: bigint;
+}
+
+/** bpf/include/meshbpf.h MB_STREAM_LEARN_NS */
+export const STREAM_LEARN_NS = 60_000_000_000n;
+
+export const streamValue: Codec<StreamValue> = {
+  size: MB_STREAM_VALUE_SIZE,
+  encode(b, o, v) {
+    b.writeBigUInt64LE(v.learnedNs, o);
+    b.writeBigUInt64LE(v.firstNs, o + 8);
+    b.writeBigUInt64LE(v.kept, o + 16);
+    b.writeBigUInt64LE(v.switches, o + 24);
+  },
+  decode: (b, o) => ({ learnedNs: b.readBigUInt64LE(o), firstNs: b.readBigUInt64LE(o + 8), kept: b.readBigUInt64LE(o + 16), switches: b.readBigUInt64LE(o + 24) }),
 };

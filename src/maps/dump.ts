@@ -2,7 +2,7 @@
 // { "<map name>": [ { "key": ..., "value": ... } ] }, mb_stats as
 // { key: "<counter>", value: <sum over CPUs> }.
 import { readStats, type MapName, type MeshMaps } from './pinned.js';
-import { STAT_NAMES, type SockKey } from './codecs.js';
+import { STAT_NAMES, STREAM_LEARN_NS, type SockKey } from './codecs.js';
 
 export type DumpEntry = { key: unknown; value: unknown };
 
@@ -55,6 +55,19 @@ export function dumpMap(maps: MeshMaps, name: MapName): DumpEntry[] {
       return [...maps.inpod.entries()].map(([k, v]) => ({ key: k, value: { netnsCookie: v.toString() } })).sort((a, b) => String(a.key).localeCompare(String(b.key)));
     case 'mb_inpod_ns':
       return [...maps.inpodNs.entries()].map(([k]) => ({ key: k.toString(), value: { enrolled: true } }));
+    case 'mb_streams': {
+      // bpf_ktime_get_ns and Node's hrtime are both CLOCK_MONOTONIC
+      const now = process.hrtime.bigint();
+      return [...maps.streams.entries()]
+        .map(([k, v]) => {
+          const age = now > v.learnedNs ? now - v.learnedNs : 0n;
+          return {
+            key: { ...k, netnsCookie: k.netnsCookie.toString() },
+            value: { learnedSecondsAgo: Number(age / 1_000_000n) / 1000, keepsStack: age < STREAM_LEARN_NS, switches: Number(v.switches), kept: Number(v.kept) },
+          };
+        })
+        .sort((a, b) => a.key.serverIp.localeCompare(b.key.serverIp) || a.key.serverPort - b.key.serverPort || a.key.clientIp.localeCompare(b.key.clientIp));
+    }
   }
 }
 
@@ -149,6 +162,21 @@ export function renderTable(name: MapName, entries: DumpEntry[]): string {
     case 'mb_inpod_ns':
       rows.push(['IN-POD ENROLLED NETNS COOKIE']);
       for (const e of entries) rows.push([String(e.key)]);
+      break;
+    case 'mb_streams':
+      rows.push(['CLIENT', 'DESTINATION', 'LAST SWITCH', 'NEW CONNECTIONS', 'SWITCHED', 'KEPT ON STACK']);
+      for (const e of entries) {
+        const k = e.key as { clientIp: string; serverIp: string; serverPort: number; netnsCookie: string };
+        const v = e.value as { learnedSecondsAgo: number; keepsStack: boolean; switches: number; kept: number };
+        rows.push([
+          k.netnsCookie !== '0' ? `${k.clientIp} (netns ${k.netnsCookie})` : k.clientIp,
+          hostPort(k.serverIp, k.serverPort),
+          `${v.learnedSecondsAgo.toFixed(1)} s ago`,
+          v.keepsStack ? 'stack' : 'paired (probe)',
+          String(v.switches),
+          String(v.kept),
+        ]);
+      }
       break;
   }
   return formatRows(rows);

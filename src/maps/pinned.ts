@@ -26,6 +26,10 @@ import {
   sockKey,
   STAT_NAMES,
   u64Host,
+  streamKey,
+  streamValue,
+  type StreamKey,
+  type StreamValue,
   type Codec,
   type EndpointValue,
   type PolicyKey,
@@ -37,7 +41,7 @@ import {
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/meshbpf';
 
 /** The maps users read and the sync writes. */
-export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats', 'mb_config', 'mb_sidecar', 'mb_legs', 'mb_services', 'mb_backends', 'mb_netns', 'mb_inpod', 'mb_inpod_ns'] as const;
+export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats', 'mb_config', 'mb_sidecar', 'mb_legs', 'mb_services', 'mb_backends', 'mb_netns', 'mb_inpod', 'mb_inpod_ns', 'mb_streams'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 /** Every map meshbpf pins: MAP_NAMES plus internal ones (socket storage) and
  * the splice guard's (bpf/include/splice.h). */
@@ -107,6 +111,8 @@ export interface MeshMaps {
   inpod: BpfMap<string, bigint>;
   /** netns cookies of the enrolled pods (sockops records their listeners) */
   inpodNs: BpfMap<bigint, number>;
+  /** learned one-way streams of small writes: client address + destination -> when (sk_msg writes, sockops reads) */
+  streams: BpfMap<StreamKey, StreamValue>;
   close(): void;
 }
 
@@ -138,7 +144,8 @@ export function openMaps(pinDir: string, opts: { readOnly?: boolean } = {}): Mes
     const netns = open('mb_netns', u64Host, netnsValue);
     const inpod = open('mb_inpod', endpointKey, u64Host);
     const inpodNs = open('mb_inpod_ns', u64Host, u32Host);
-    return { sockets, endpoints, policy, stats, config, sidecar, legs, services, backends, netns, inpod, inpodNs, close: () => opened.forEach((m) => m.close()) };
+    const streams = open('mb_streams', streamKey, streamValue);
+    return { sockets, endpoints, policy, stats, config, sidecar, legs, services, backends, netns, inpod, inpodNs, streams, close: () => opened.forEach((m) => m.close()) };
   } catch (e) {
     opened.forEach((m) => m.close());
     throw e;

@@ -9,6 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openMaps } from '../../src/maps/pinned.js';
+import { dumpMap } from '../../src/maps/dump.js';
+import { explainFromKernel } from '../../src/cli/explain.js';
 import { PROJECT_ROOT } from '../../src/paths.js';
 import { waitForListen } from '../../src/topo/peers.js';
 import { delta, kernelSuite, sha256, stats, tempDir, waitFor } from '../helpers/kernel.js';
@@ -57,9 +59,9 @@ interface Run {
  * plans: socat writes what it receives to a file. rrN: socat echoes every
  * request back (through tee, which also writes the file).
  */
-async function send(family: 'v4' | 'v6', bytes: number, plan: string): Promise<Run> {
+async function send(family: 'v4' | 'v6', bytes: number, plan: string, fixedPort?: number): Promise<Run> {
   setup();
-  const p = port++;
+  const p = fixedPort ?? port++;
   const server = family === 'v4' ? B4 : B6;
   const m = openMaps(topo!.pinDir);
   try {
@@ -160,3 +162,85 @@ for (const size of [1, 64, 1000]) {
     t.is(r.d.redirect_bytes, 2 * bytes, 'requests and echoes: every byte redirected');
   });
 }
+
+ktest('a learned stream: the next connections of that client to that destination keep the stack, intact; after the window the pair is probed again', async (t) => {
+  const p = port++;
+  const key = { clientIp: A4, serverIp: B4, serverPort: p, netnsCookie: 0n };
+  const first = await send('v4', 64 << 10, '1', p);
+  t.is(first.received, first.sent, 'sha256 at both ends (the probe: paired, then switched)');
+  t.is(first.d.sockets_inserted, 2);
+  t.is(first.d.stream_switched, 1);
+  t.is(first.d.stream_learned, 1, 'the switch recorded the pair');
+  const m = openMaps(topo!.pinDir);
+  let entry;
+  try {
+    entry = m.streams.get(key);
+  } finally {
+    m.close();
+  }
+  t.truthy(entry, 'mb_streams holds client a -> b:port');
+  t.is(entry?.switches, 1n);
+
+  // The same client to the same destination, small writes again: not paired at all.
+  const again = await send('v4', 64 << 10, '1', p);
+  t.is(again.received, again.sent, 'sha256 at both ends');
+  t.is(again.d.sockets_inserted, 0, 'neither end entered mb_sockets');
+  t.is(again.d.stream_kept, 2, 'both ends kept on the stack by the learned entry');
+  t.is(accounted(again), 0, 'sk_msg never ran: nothing redirected, nothing switched');
+  t.is(again.d.stream_switched, 0);
+  const ex = explainFromKernel(topo!.pinDir, B4, p, A4);
+  t.is(ex.verdict, 'none', 'policy explain says the learned pair keeps the normal path');
+  t.true(ex.reasons.some((r) => r.startsWith(`mb_streams ${A4} -> ${B4}:${p}`)), ex.reasons.join('\n'));
+  t.is(explainFromKernel(topo!.pinDir, B4, p).verdict, 'bypass', 'other clients of the destination still bypass');
+  const md = openMaps(topo!.pinDir, { readOnly: true });
+  try {
+    const row = dumpMap(md, 'mb_streams').find((e) => (e.key as { serverPort: number }).serverPort === p);
+    t.like(row?.value as object, { keepsStack: true, switches: 1, kept: 2 }, 'maps dump shows the entry');
+  } finally {
+    md.close();
+  }
+
+  // Any connection of that pair is kept while the entry is fresh (the price of learning), large writes too.
+  const large = await send('v4', 4 << 20, '1000', p);
+  t.is(large.received, large.sent);
+  t.is(large.d.sockets_inserted, 0);
+  t.is(large.d.stream_kept, 2);
+
+  // An entry older than the window (aged by hand): the next connection is paired again and decides anew.
+  const m2 = openMaps(topo!.pinDir);
+  try {
+    const v = m2.streams.get(key)!;
+    t.is(v.kept, 4n, 'the entry counts the sockets it kept');
+    m2.streams.set(key, { ...v, learnedNs: v.learnedNs - 61_000_000_000n });
+  } finally {
+    m2.close();
+  }
+  const probe = await send('v4', 4 << 20, '1000', p);
+  t.is(probe.received, probe.sent, 'sha256 at both ends');
+  t.is(probe.d.sockets_inserted, 2, 'paired again after the window');
+  t.is(probe.d.stream_kept, 0);
+  t.is(probe.d.stream_switched, 0, '1000-byte writes are not a stream');
+  t.is(probe.d.redirect_bytes, 4 << 20, 'every byte redirected');
+});
+
+ktest('IPv6: a learned stream is keyed by the family\'s own addresses; the IPv4 pair is not affected', async (t) => {
+  const p = port++;
+  const first = await send('v6', 64 << 10, '64', p);
+  t.is(first.received, first.sent);
+  t.is(first.d.stream_switched, 1);
+  t.is(first.d.stream_learned, 1);
+  const m = openMaps(topo!.pinDir);
+  try {
+    t.truthy(m.streams.get({ clientIp: A6, serverIp: B6, serverPort: p, netnsCookie: 0n }), 'mb_streams holds a6 -> [b6]:port');
+  } finally {
+    m.close();
+  }
+  const again = await send('v6', 64 << 10, '64', p);
+  t.is(again.received, again.sent);
+  t.is(again.d.sockets_inserted, 0);
+  t.is(again.d.stream_kept, 2);
+  const v4 = await send('v4', 4 << 20, '1000', p);
+  t.is(v4.received, v4.sent);
+  t.is(v4.d.sockets_inserted, 2, 'the IPv4 pair to the same port is paired');
+  t.is(v4.d.redirect_bytes, 4 << 20);
+});

@@ -42,6 +42,12 @@ interface Abi {
   netns_flags: number;
   svc_bypass: number;
   ns_proxy: number;
+  stream_key: number;
+  stream_key_cookie: number;
+  stream_key_port: number;
+  stream_value: number;
+  stream_value_kept: number;
+  stream_learn_ns: string;
 }
 
 let abi: Abi;
@@ -114,6 +120,21 @@ test('service VIP codecs: sizes, the port offset and the flag bits equal the hea
   const n = Buffer.alloc(c.netnsValue.size);
   c.netnsValue.encode(n, 0, { ip4: null, ip6: null, proxy: true });
   t.is(n.readUInt32LE(abi.netns_flags), c.NS_PROXY);
+});
+
+test('mb_streams codecs: sizes, offsets and the learning window equal the header', (t) => {
+  t.is(c.streamKey.size, abi.stream_key);
+  t.is(c.streamValue.size, abi.stream_value);
+  t.is(c.STREAM_LEARN_NS, BigInt(abi.stream_learn_ns));
+  const k = Buffer.alloc(c.streamKey.size);
+  const key = { clientIp: '198.18.0.2', serverIp: 'fd00::3', serverPort: 5201, netnsCookie: 0x0102030405060708n };
+  c.streamKey.encode(k, 0, key);
+  t.is(k.readUInt16BE(abi.stream_key_port), 5201, 'destination port, network order, at the C offset');
+  t.is(k.readBigUInt64LE(abi.stream_key_cookie), 0x0102030405060708n);
+  t.deepEqual(c.streamKey.decode(k, 0), key);
+  const v = Buffer.alloc(c.streamValue.size);
+  c.streamValue.encode(v, 0, { learnedNs: 5n, firstNs: 4n, kept: 3n, switches: 2n });
+  t.is(v.readBigUInt64LE(abi.stream_value_kept), 3n);
 });
 
 test('ctx.h byte-order helpers: every port survives the kernel quirks', (t) => {

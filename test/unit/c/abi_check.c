@@ -45,6 +45,9 @@ int main(void)
 	       sizeof(struct mb_service_value), sizeof(struct mb_backend_key), sizeof(struct mb_backend_value),
 	       offsetof(struct mb_backend_value, port), sizeof(struct mb_netns_value), offsetof(struct mb_netns_value, flags),
 	       MB_SVC_BYPASS, MB_NS_PROXY);
+	printf("\"stream_key\":%zu,\"stream_key_cookie\":%zu,\"stream_key_port\":%zu,\"stream_value\":%zu,\"stream_value_kept\":%zu,\"stream_learn_ns\":\"%llu\",",
+	       sizeof(struct mb_stream_key), offsetof(struct mb_stream_key, netns_cookie), offsetof(struct mb_stream_key, server_port),
+	       sizeof(struct mb_stream_value), offsetof(struct mb_stream_value, kept), (unsigned long long)MB_STREAM_LEARN_NS);
 	printf("\"ports_ok\":%s,\"v4_mapped\":\"", ok_ports ? "true" : "false");
 	for (int i = 0; i < 16; i++) printf("%02x", bytes[i]);
 	printf("\",\"loopback_v4\":%d,\"loopback_v6\":%d,\"loopback_other\":%d,\"loopback_pod\":%d}\n",
