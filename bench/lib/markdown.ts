@@ -90,6 +90,7 @@ function throughputTable(rows: ThroughputRow[], topo: string, f: string): string
     'bypass ÷ minimal',
     'bypass ÷ AF_UNIX',
     'switched to the stack',
+    'bypass runs kept on the stack (learned)',
   ];
   const o = (v: Summary | undefined) => (v ? sum(v, gbit) : 'n/a');
   const body = mine.map((r) => [
@@ -103,6 +104,7 @@ function throughputTable(rows: ThroughputRow[], topo: string, f: string): string
     r.ratioMinimal ? rr(r.ratioMinimal) : 'n/a',
     r.ratioUnix ? rr(r.ratioUnix) : 'n/a',
     r.switchedToStack === undefined ? 'n/a' : String(r.switchedToStack),
+    r.learnedRuns === undefined ? 'n/a' : `${r.learnedRuns} of ${r.bypass.runs.length}`,
   ]);
   return table(head, body);
 }
@@ -116,8 +118,21 @@ export function smallWritesText(r: Report): string[] {
     const sizes = [...new Set(switched.map((t) => t.size))].sort((a, b) => a - b);
     L.push(
       `In bypass mode, sk_msg moved the writer's socket to the stack (a one-way stream of small writes, see bpf/sk_msg.c) at ${sizes.map(sizeName).join(', ')}: ${switched.reduce((a, t) => a + (t.switchedToStack ?? 0), 0)} sockets in ${switched.length} rows. ` +
-        `There the bypass column measures the stack through a socket that keeps its psock (tcp_bpf_sendmsg passes every message to TCP).`,
+        `A switched socket keeps its psock (tcp_bpf_sendmsg passes every message to TCP), and the switch is recorded in mb_streams for the client and destination.`,
     );
+    const learned = switched.filter((t) => (t.learnedRuns ?? 0) > 0);
+    if (learned.length) {
+      const runs = learned.reduce((a, t) => a + (t.learnedRuns ?? 0), 0);
+      const total = learned.reduce((a, t) => a + t.bypass.runs.length, 0);
+      L.push(
+        `The bench forgets mb_streams before each write size. In ${learned.length} of these rows, ${runs} of ${total} bypass runs met the entry the first run of the size left: sockops kept their sockets out of mb_sockets, so they ran exactly the stack's path (no psock). ` +
+          `The first bypass run of each such size is the probe and pays the psock; its throughput ÷ the stack median: ` +
+          learned.map((t) => `${sizeName(t.size)} ${topoName(t.topology)} ${fam(t.family)} ${t.probeRatio === undefined ? 'n/a' : x(t.probeRatio)}`).join('; ') +
+          '. On a node the probe is the first connection of a client to such a destination, and again one connection a minute while the pair keeps streaming.',
+      );
+    }
+    const unlearned = switched.filter((t) => !t.learnedRuns);
+    if (unlearned.length) L.push(`No bypass run met a learned entry at ${unlearned.map((t) => `${sizeName(t.size)} ${topoName(t.topology)} ${fam(t.family)}`).join('; ')}: there every bypass run is a switched socket with its psock.`);
   }
   if (kept.length) {
     const sizes = [...new Set(kept.map((t) => t.size))].sort((a, b) => a - b);
@@ -200,7 +215,7 @@ export function renderMarkdown(r: Report): string {
   L.push('## Throughput (iperf3, one stream)', '');
   L.push('![throughput ratio](throughput-ratio.svg)', '');
   L.push(
-    "*minimal redirect* = bench/tools/minimal_redirect.c in a cgroup of its own (sockops inserts every socket, sk_msg builds the mirror key and redirects; no policy, socket storage or counters): the yardstick for meshbpf's own per-message cost. *AF_UNIX* = `mbrr unix`, the same write size over a stream socketpair: what the kernel can do between two sockets on one node. *switched to the stack* = sockets sk_msg moved to the stack during the bypass runs (stream_switched).",
+    "*minimal redirect* = bench/tools/minimal_redirect.c in a cgroup of its own (sockops inserts every socket, sk_msg builds the mirror key and redirects; no policy, socket storage or counters): the yardstick for meshbpf's own per-message cost. *AF_UNIX* = `mbrr unix`, the same write size over a stream socketpair: what the kernel can do between two sockets on one node. *switched to the stack* = sockets sk_msg moved to the stack during the bypass runs (stream_switched). *kept on the stack (learned)* = bypass runs in which sockops put no socket into mb_sockets because the pair had switched less than 60 s before (mb_streams, stream_kept): they take exactly the stack's path.",
     '',
   );
   for (const g of [...new Set(r.throughput.map((t) => `${t.topology}|${t.family}`))]) {

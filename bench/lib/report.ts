@@ -20,6 +20,10 @@ export interface ThroughputRow {
   passApply?: Summary;
   /** sockets meshbpf moved from the redirect to the stack in bypass mode (stream_switched), summed over the runs */
   switchedToStack?: number;
+  /** bypass runs whose sockets a learned stream (mb_streams) kept on the stack: no psock, exactly the stack */
+  learnedRuns?: number;
+  /** the other (paired) bypass runs of a row with learned runs: their median ÷ the stack median (the probe's cost) */
+  probeRatio?: number;
   /** CPU-seconds per GB moved */
   cpuSecPerGB: { peersStack?: Summary; peersBypass?: Summary; nodeStack?: Summary; nodeBypass?: Summary };
 }
