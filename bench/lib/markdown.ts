@@ -132,7 +132,10 @@ export function smallWritesText(r: Report): string[] {
       );
     }
     const unlearned = switched.filter((t) => !t.learnedRuns);
-    if (unlearned.length) L.push(`No bypass run met a learned entry at ${unlearned.map((t) => `${sizeName(t.size)} ${topoName(t.topology)} ${fam(t.family)}`).join('; ')}: there every bypass run is a switched socket with its psock.`);
+    if (unlearned.length)
+      L.push(
+        `No bypass run met a learned entry at ${unlearned.map((t) => `${sizeName(t.size)} ${topoName(t.topology)} ${fam(t.family)}`).join('; ')}: there every bypass run is a switched socket with its psock.`,
+      );
   }
   if (kept.length) {
     const sizes = [...new Set(kept.map((t) => t.size))].sort((a, b) => a - b);

@@ -41,7 +41,21 @@ import {
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/meshbpf';
 
 /** The maps users read and the sync writes. */
-export const MAP_NAMES = ['mb_sockets', 'mb_endpoints', 'mb_policy', 'mb_stats', 'mb_config', 'mb_sidecar', 'mb_legs', 'mb_services', 'mb_backends', 'mb_netns', 'mb_inpod', 'mb_inpod_ns', 'mb_streams'] as const;
+export const MAP_NAMES = [
+  'mb_sockets',
+  'mb_endpoints',
+  'mb_policy',
+  'mb_stats',
+  'mb_config',
+  'mb_sidecar',
+  'mb_legs',
+  'mb_services',
+  'mb_backends',
+  'mb_netns',
+  'mb_inpod',
+  'mb_inpod_ns',
+  'mb_streams',
+] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 /** Every map meshbpf pins: MAP_NAMES plus internal ones (socket storage) and
  * the splice guard's (bpf/include/splice.h). */

@@ -190,7 +190,10 @@ ktest('a learned stream: the next connections of that client to that destination
   t.is(again.d.stream_switched, 0);
   const ex = explainFromKernel(topo!.pinDir, B4, p, A4);
   t.is(ex.verdict, 'none', 'policy explain says the learned pair keeps the normal path');
-  t.true(ex.reasons.some((r) => r.startsWith(`mb_streams ${A4} -> ${B4}:${p}`)), ex.reasons.join('\n'));
+  t.true(
+    ex.reasons.some((r) => r.startsWith(`mb_streams ${A4} -> ${B4}:${p}`)),
+    ex.reasons.join('\n'),
+  );
   t.is(explainFromKernel(topo!.pinDir, B4, p).verdict, 'bypass', 'other clients of the destination still bypass');
   const md = openMaps(topo!.pinDir, { readOnly: true });
   try {
@@ -223,7 +226,7 @@ ktest('a learned stream: the next connections of that client to that destination
   t.is(probe.d.redirect_bytes, 4 << 20, 'every byte redirected');
 });
 
-ktest('IPv6: a learned stream is keyed by the family\'s own addresses; the IPv4 pair is not affected', async (t) => {
+ktest("IPv6: a learned stream is keyed by the family's own addresses; the IPv4 pair is not affected", async (t) => {
   const p = port++;
   const first = await send('v6', 64 << 10, '64', p);
   t.is(first.received, first.sent);
