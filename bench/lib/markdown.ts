@@ -229,6 +229,7 @@ export function renderMarkdown(r: Report): string {
   if (r.throughput.length) {
     L.push('### Small writes in this run', '');
     for (const p of smallWritesText(r)) L.push(p, '');
+    L.push('Where the time goes between 1 and 16 KiB, and what limits the redirect there (profiles of focused runs, not of this one, so kept apart): [PROFILE.md](PROFILE.md).', '');
   }
 
   L.push('## CPU per GB moved', '');
