@@ -32,7 +32,7 @@ import { EndpointIndex } from './endpoints.js';
 import { compileListener } from './chains.js';
 import { Emitter } from './emit.js';
 import { buildOutput } from './output.js';
-import { ServiceCollector } from './services.js';
+import { ServiceCollector, type ServiceDraft } from './services.js';
 import type { CompileContext, CompiledState } from './model.js';
 import { isWdsSnapshot } from '../xds/types.js';
 import { compileWds } from './wds.js';
@@ -45,15 +45,25 @@ function run(snapshot: XdsSnapshot, locality: Locality): { state: CompiledState;
   if (isWdsSnapshot(snapshot)) return compileWds(snapshot, locality);
   const ctx: CompileContext = { snap: snapshot, loc: locality, problems: new Problems(), skipped: [], notes: [] };
   const book = new AddressBook(locality);
+  const services = compileListeners(ctx, book);
+  return { state: buildOutput(ctx, book, services), problems: ctx.problems.list };
+}
+
+/**
+ * EDS indexing and the listeners: verdict slots on the book's addresses, and the
+ * service VIPs. The endpoint index (a target per EDS endpoint) stays in here: it
+ * is garbage before the output is built, not held beside it (a large snapshot's peak).
+ */
+function compileListeners(ctx: CompileContext, book: AddressBook): ServiceDraft[] {
   const index = new EndpointIndex(ctx, book);
   const emit = new Emitter(ctx, index);
   const services = new ServiceCollector(book, index);
-  for (const n of [...snapshot.listeners.keys()].sort()) {
-    const l = snapshot.listeners.get(n);
+  for (const n of [...ctx.snap.listeners.keys()].sort()) {
+    const l = ctx.snap.listeners.get(n);
     if (l) compileListener(ctx, emit, n, l, services);
   }
   ctx.notes.push(...services.notes);
-  return { state: buildOutput(ctx, book, services), problems: ctx.problems.list };
+  return services.list();
 }
 
 /**
