@@ -11,7 +11,7 @@
 //
 // This file is the pure half: encoding and diffing, no syscalls (sync.ts
 // applies the plan, in batches where the kernel and map type allow).
-import type { DesiredState, ServiceEntry } from '../policy/types.js';
+import type { DesiredState, EndpointEntry, EntrySink, PolicyEntry, ServiceEntry } from '../policy/types.js';
 import { backendKey, backendValue, serviceValue, type ServiceValue, endpointKey, endpointValue, policyKey, policyValue, verdictCode } from './codecs.js';
 
 /** Encoded entries read from the kernel: key bytes (latin1 string, exact) -> value bytes. */
@@ -127,6 +127,27 @@ export class PackedEntries {
     this.n++;
     if (this.n * 2 > this.table.length) this.rehash();
   }
+  /** Make room for `capacity` entries in all (the buffers and the index), so that no later put grows them. */
+  reserve(capacity: number): void {
+    if (capacity * this.ks > this.keyBuf.length) {
+      const k = Buffer.alloc(capacity * this.ks);
+      const v = Buffer.alloc(capacity * this.vs);
+      this.keyBuf.copy(k, 0, 0, this.n * this.ks);
+      this.valBuf.copy(v, 0, 0, this.n * this.vs);
+      this.keyBuf = k;
+      this.valBuf = v;
+    }
+    while (this.table.length < tableSize(capacity)) this.rehash();
+  }
+  /** Add every entry of `other` (same sizes), in its order, as commit(keep) would one by one. */
+  append(other: PackedEntries, keep?: (oldVal: string, newVal: string) => boolean): void {
+    for (let j = 0; j < other.size; j++) {
+      const i = this.begin();
+      other.keyBuf.copy(this.keyBuf, i * this.ks, j * other.ks, (j + 1) * other.ks);
+      other.valBuf.copy(this.valBuf, i * this.vs, j * other.vs, (j + 1) * other.vs);
+      this.commit(keep);
+    }
+  }
   private rehash(): void {
     const t = new Int32Array(this.table.length * 2);
     const mask = t.length - 1;
@@ -187,30 +208,71 @@ export interface SyncCounts {
 
 const BYPASS = verdictCode('bypass');
 
+/** How many entries an encoder was given (before duplicate keys merge), by kind and verdict. */
+export interface EntryCounts {
+  endpoints: number;
+  policies: number;
+  bypass: number;
+  proxy: number;
+}
+
+/**
+ * Encodes entries as they come (the compiler's EntrySink) into the exact bytes
+ * the kernel maps will hold: a large sync never keeps an object per entry (the
+ * compiled lists were 40 MiB for a 50 MiB snapshot). done() gives the result;
+ * the same entries in the same order give the same bytes as encodeDesired().
+ */
+export class DesiredEncoder implements EntrySink {
+  readonly entries: EntryCounts = { endpoints: 0, policies: 0, bypass: 0, proxy: 0 };
+  private readonly eps: PackedEntries;
+  /** non-bypass verdicts, then (done()) the bypass ones after them: on a full sync each apply phase (narrow, widen) is one contiguous run handed to the kernel as is */
+  private readonly pol: PackedEntries;
+  private readonly bypass: PackedEntries;
+  constructor(capacity: { endpoints: number; policies: number } = { endpoints: 1024, policies: 1024 }) {
+    this.eps = new PackedEntries(endpointKey.size, endpointValue.size, capacity.endpoints);
+    this.pol = new PackedEntries(policyKey.size, policyValue.size, capacity.policies);
+    this.bypass = new PackedEntries(policyKey.size, policyValue.size, 16);
+  }
+  expect(endpoints: number, policies: number): void {
+    this.eps.reserve(endpoints);
+    // either kind may be all of them; room not written to is never touched (zero-filled on demand)
+    this.pol.reserve(policies);
+    this.bypass.reserve(policies);
+  }
+  endpoint(e: EndpointEntry): void {
+    this.entries.endpoints++;
+    const p = this.eps;
+    const i = p.begin();
+    endpointKey.encode(p.keyBuffer, i * p.ks, e.cidr);
+    endpointValue.encode(p.valueBuffer, i * p.vs, e);
+    p.commit();
+  }
+  policy(e: PolicyEntry): void {
+    this.entries.policies++;
+    if (e.verdict === 'bypass') this.entries.bypass++;
+    else if (e.verdict === 'proxy') this.entries.proxy++;
+    const p = e.verdict === 'bypass' ? this.bypass : this.pol;
+    const i = p.begin();
+    policyKey.encode(p.keyBuffer, i * p.ks, e);
+    policyValue.encode(p.valueBuffer, i * p.vs, e);
+    // Two entries for one ip:port: PROXY wins (never widen on a conflict).
+    p.commit(keepProxy);
+  }
+  /** The encoded state; the encoder is not to be used after. */
+  done(): EncodedState {
+    // The bypass entries after the others, in their order: as if all non-bypass
+    // entries had come first (a PROXY for the same ip:port still wins).
+    this.pol.append(this.bypass, keepProxy);
+    return { endpoints: this.eps, policy: this.pol };
+  }
+}
+
 /** Encode a desired state into the exact bytes the kernel maps will hold. Pure. */
 export function encodeDesired(d: DesiredState): EncodedState {
-  // Encoded in place into the packed buffers: no object or closure per entry.
-  const endpoints = new PackedEntries(endpointKey.size, endpointValue.size, d.endpoints.length);
-  for (const e of d.endpoints) {
-    const i = endpoints.begin();
-    endpointKey.encode(endpoints.keyBuffer, i * endpoints.ks, e.cidr);
-    endpointValue.encode(endpoints.valueBuffer, i * endpoints.vs, e);
-    endpoints.commit();
-  }
-  // Non-bypass verdicts first, then bypass: on a full sync each apply phase
-  // (narrow, widen) is then one contiguous run handed to the kernel as is.
-  const policy = new PackedEntries(policyKey.size, policyValue.size, d.policies.length);
-  for (const bypassPass of [false, true]) {
-    for (const p of d.policies) {
-      if ((p.verdict === 'bypass') !== bypassPass) continue;
-      const i = policy.begin();
-      policyKey.encode(policy.keyBuffer, i * policy.ks, p);
-      policyValue.encode(policy.valueBuffer, i * policy.vs, p);
-      // Two entries for one ip:port: PROXY wins (never widen on a conflict).
-      policy.commit(keepProxy);
-    }
-  }
-  return { endpoints, policy };
+  const enc = new DesiredEncoder({ endpoints: d.endpoints.length, policies: d.policies.length });
+  for (const e of d.endpoints) enc.endpoint(e);
+  for (const p of d.policies) enc.policy(p);
+  return enc.done();
 }
 
 const keepProxy = (oldVal: string): boolean => isBypass(oldVal);

@@ -25,7 +25,7 @@
 //   host prefix_range of a 0.0.0.0_PORT listener's chain) with the chain's
 //   verdict and its clusters' LOCAL EDS targets; never an endpoint address.
 import type { Json, XdsSnapshot } from '../xds/types.js';
-import type { Locality } from './types.js';
+import type { EndpointEntry, EntrySink, Locality, PolicyEntry } from './types.js';
 import { obj, Problems } from './json.js';
 import { AddressBook } from './addresses.js';
 import { EndpointIndex } from './endpoints.js';
@@ -33,20 +33,35 @@ import { compileListener } from './chains.js';
 import { Emitter } from './emit.js';
 import { buildOutput } from './output.js';
 import { ServiceCollector, type ServiceDraft } from './services.js';
-import type { CompileContext, CompiledState } from './model.js';
+import type { CompileContext, CompiledState, CompiledSummary } from './model.js';
 import { isWdsSnapshot } from '../xds/types.js';
 import { compileWds } from './wds.js';
 
-export type { CompiledState, SkippedEndpoint } from './model.js';
+export type { CompiledState, CompiledSummary, SkippedEndpoint } from './model.js';
 
-/** Run the stages; the context's problems say whether the snapshot is acceptable. */
-function run(snapshot: XdsSnapshot, locality: Locality): { state: CompiledState; problems: string[] } {
+/** Run the stages, entries to `sink`; the problems say whether the snapshot is acceptable. */
+function run(snapshot: XdsSnapshot, locality: Locality, sink: EntrySink): { state: CompiledSummary; problems: string[] } {
   // Istio ambient (WDS): workloads and services instead of listeners (wds.ts)
-  if (isWdsSnapshot(snapshot)) return compileWds(snapshot, locality);
+  if (isWdsSnapshot(snapshot)) {
+    const { state, problems } = compileWds(snapshot, locality);
+    const { endpoints, policies, ...rest } = state;
+    for (const e of endpoints) sink.endpoint(e);
+    for (const p of policies) sink.policy(p);
+    return { state: rest, problems };
+  }
   const ctx: CompileContext = { snap: snapshot, loc: locality, problems: new Problems(), skipped: [], notes: [] };
   const book = new AddressBook(locality);
   const services = compileListeners(ctx, book);
-  return { state: buildOutput(ctx, book, services), problems: ctx.problems.list };
+  return { state: buildOutput(ctx, book, sink, services), problems: ctx.problems.list };
+}
+
+/** run() with the entries kept in lists: the CompiledState that all but the sync paths read. */
+function runToLists(snapshot: XdsSnapshot, locality: Locality): { state: CompiledState; problems: string[] } {
+  if (isWdsSnapshot(snapshot)) return compileWds(snapshot, locality);
+  const endpoints: EndpointEntry[] = [];
+  const policies: PolicyEntry[] = [];
+  const { state, problems } = run(snapshot, locality, { endpoint: (e) => void endpoints.push(e), policy: (p) => void policies.push(p) });
+  return { state: { endpoints, policies, ...state }, problems };
 }
 
 /**
@@ -71,7 +86,12 @@ function compileListeners(ctx: CompileContext, book: AddressBook): ServiceDraft[
  * Throws only for a malformed `locality` (our own configuration).
  */
 export function compile(snapshot: XdsSnapshot, locality: Locality): CompiledState {
-  return run(snapshot, locality).state;
+  return runToLists(snapshot, locality).state;
+}
+
+/** compile(), with the endpoint and policy entries handed to `sink` in order instead of kept in the result's lists. */
+export function compileInto(snapshot: XdsSnapshot, locality: Locality, sink: EntrySink): CompiledSummary {
+  return run(snapshot, locality, sink).state;
 }
 
 /**
@@ -85,12 +105,8 @@ export function validate(snapshot: XdsSnapshot): string | undefined {
   return 'error' in r ? r.error : undefined;
 }
 
-/**
- * validate() and compile() in one pass: the agent validates every update and
- * then needs its compiled state; compiling twice doubled the time and the
- * garbage of a 100k-endpoint sync.
- */
-export function compileChecked(snapshot: XdsSnapshot, locality: Locality): { state: CompiledState } | { error: string } {
+/** A resource that is not an object: refused before any stage runs. */
+function shapeProblem(snapshot: XdsSnapshot): string | undefined {
   for (const [kind, m] of [
     ['cluster', snapshot.clusters],
     ['ClusterLoadAssignment', snapshot.endpoints],
@@ -98,9 +114,39 @@ export function compileChecked(snapshot: XdsSnapshot, locality: Locality): { sta
     ['Address', snapshot.addresses ?? new Map()],
     ['Authorization', snapshot.authorizations ?? new Map()],
   ] as const) {
-    for (const [k, v] of m) if (!obj(v as Json)) return { error: `${kind} ${k}: resource must be an object` };
+    for (const [k, v] of m) if (!obj(v as Json)) return `${kind} ${k}: resource must be an object`;
   }
-  const { state, problems: p } = run(snapshot, locality);
-  if (p.length === 0) return { state };
-  return { error: p.length === 1 ? (p[0] as string) : `${p[0]} (and ${p.length - 1} more problem${p.length > 2 ? 's' : ''})` };
+  return undefined;
+}
+
+/** The NACK reason for the compiler's problems (undefined: none). */
+function problemText(p: string[]): string | undefined {
+  if (p.length === 0) return undefined;
+  return p.length === 1 ? (p[0] as string) : `${p[0]} (and ${p.length - 1} more problem${p.length > 2 ? 's' : ''})`;
+}
+
+/**
+ * validate() and compile() in one pass: the agent validates every update and
+ * then needs its compiled state; compiling twice doubled the time and the
+ * garbage of a 100k-endpoint sync.
+ */
+export function compileChecked(snapshot: XdsSnapshot, locality: Locality): { state: CompiledState } | { error: string } {
+  const bad = shapeProblem(snapshot);
+  if (bad !== undefined) return { error: bad };
+  const { state, problems } = runToLists(snapshot, locality);
+  const error = problemText(problems);
+  return error === undefined ? { state } : { error };
+}
+
+/**
+ * compileChecked(), with the endpoint and policy entries handed to `sink` in
+ * order instead of kept in lists (the sync paths encode them as they come). On
+ * an error the sink has seen entries of a refused snapshot: drop it.
+ */
+export function compileCheckedInto(snapshot: XdsSnapshot, locality: Locality, sink: EntrySink): { state: CompiledSummary } | { error: string } {
+  const bad = shapeProblem(snapshot);
+  if (bad !== undefined) return { error: bad };
+  const { state, problems } = run(snapshot, locality, sink);
+  const error = problemText(problems);
+  return error === undefined ? { state } : { error };
 }
