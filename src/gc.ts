@@ -8,3 +8,11 @@ import { runInNewContext } from 'node:vm';
 
 setFlagsFromString('--expose-gc');
 export const collectGarbage = runInNewContext('gc') as () => void;
+
+/** Collect only for a large sync (tens of ms; a small one has little garbage to give back). */
+export const LARGE_SYNC = 20_000;
+
+/** The compiler's hook for the sync paths: collect its listeners' garbage before the output of a large snapshot. */
+export const collectBeforeOutput = (addresses: number): void => {
+  if (addresses > LARGE_SYNC) collectGarbage();
+};

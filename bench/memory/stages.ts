@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { loadSnapshotFile } from '../../src/xds/file.js';
 import { compileCheckedInto } from '../../src/policy/index.js';
 import { DesiredEncoder, planSync } from '../../src/maps/plan.js';
+import { collectBeforeOutput } from '../../src/gc.js';
 
 const file = process.argv[2];
 if (!file) throw new Error('usage: stages.js FILE');
@@ -29,9 +30,9 @@ function stage(name: string): void {
 stage('start');
 const snap = loadSnapshotFile(file, 1 << 30).snapshot;
 stage('load');
-// as meshbpf sync does: entries encoded as the compiler builds them
+// as meshbpf sync does: entries encoded as the compiler builds them, a collection before its output
 const encoder = new DesiredEncoder();
-const checked = compileCheckedInto(snap, { nodeIps: ['10.0.0.1'], podCidrs: ['10.0.0.0/8'], network: '' }, encoder);
+const checked = compileCheckedInto(snap, { nodeIps: ['10.0.0.1'], podCidrs: ['10.0.0.0/8'], network: '' }, encoder, { beforeOutput: collectBeforeOutput });
 if ('error' in checked) throw new Error(checked.error);
 stage('compile');
 const enc = encoder.done();

@@ -14,7 +14,7 @@ import { DesiredEncoder, encodeDesired, planSync, type EncodedState, type EntryC
 import { readRaw, SyncError, syncMaps } from '../maps/sync.js';
 import { stateDir, writeExclusions, writeRules } from '../maps/state.js';
 import { compile, compileCheckedInto, compileInto, type CompiledSummary } from '../policy/index.js';
-import { collectGarbage } from '../gc.js';
+import { collectBeforeOutput, collectGarbage, LARGE_SYNC } from '../gc.js';
 import type { Exclusions, Locality } from '../policy/types.js';
 import type { SnapshotValidator, XdsSnapshot, XdsSource, XdsStateEvent, XdsStatus } from '../xds/types.js';
 import { child } from '../log.js';
@@ -41,7 +41,7 @@ interface Compiled {
 
 function compileEncoded(snapshot: XdsSnapshot, locality: Locality): Compiled {
   const encoder = new DesiredEncoder();
-  const state = compileInto(snapshot, locality, encoder);
+  const state = compileInto(snapshot, locality, encoder, { beforeOutput: collectBeforeOutput });
   return { state, entries: encoder.entries, encoded: encoder.done() };
 }
 
@@ -123,11 +123,11 @@ export class Agent {
     const t0 = performance.now();
     // Entries encoded as they are built: no object per entry is kept (a large sync's peak).
     const encoder = new DesiredEncoder();
-    const r = compileCheckedInto(snapshot, this.opts.locality, encoder);
+    const r = compileCheckedInto(snapshot, this.opts.locality, encoder, { beforeOutput: collectBeforeOutput });
     if ('error' in r) return r.error;
     // The compiler's working state is garbage now: collected before the sync allocates
     // (V8 would collect it late, on top of the encoded buffers: a large sync's peak RSS).
-    if (encoder.entries.endpoints + encoder.entries.policies > 20_000) collectGarbage();
+    if (encoder.entries.endpoints + encoder.entries.policies > LARGE_SYNC) collectGarbage();
     const encoded = encoder.done();
     // A snapshot that cannot fit is NACKed here, before anything is written.
     if (this.maps) {
@@ -218,7 +218,7 @@ export class Agent {
       this.lastSync = { at: new Date().toISOString(), ms, counts: r.counts };
       this.metrics.observeSync(ms / 1000, true);
       log.info({ ms: Math.round(ms), endpoints: r.counts.endpoints, policies: r.counts.policies }, 'maps synced');
-      if (entries.endpoints + entries.policies > 20_000) setImmediate(collectGarbage);
+      if (entries.endpoints + entries.policies > LARGE_SYNC) setImmediate(collectGarbage);
     } catch (e) {
       const ms = performance.now() - t0;
       this.lastSync = { at: new Date().toISOString(), ms, counts: this.lastSync?.counts ?? emptyCounts(), error: (e as Error).message };

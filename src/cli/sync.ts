@@ -12,7 +12,7 @@ import { applySidecar, SIDECAR_NEEDS_COOKIE } from '../maps/sidecar.js';
 import { probeFeatures } from '../loader/features.js';
 import { intArg, json, outputOption, pinDirOption, print } from './common.js';
 import type { XdsSnapshot } from '../xds/types.js';
-import { collectGarbage } from '../gc.js';
+import { collectBeforeOutput, collectGarbage, LARGE_SYNC } from '../gc.js';
 
 export function registerSync(program: Command): void {
   addLocalityOptions(
@@ -42,14 +42,14 @@ export function registerSync(program: Command): void {
       // One compile: it validates as it goes (compiling again after validate() doubled a large sync).
       // Its entries are encoded as they are built: no object per entry is kept (a large sync's peak).
       const encoder = new DesiredEncoder();
-      const checked = compileCheckedInto(snapshot, locality, encoder);
+      const checked = compileCheckedInto(snapshot, locality, encoder, { beforeOutput: collectBeforeOutput });
       if ('error' in checked) throw new UserError(`${o.xdsFile}: rejected: ${checked.error}`);
       const desired = checked.state;
       const entries = encoder.entries;
       // The document and the compiler's working state are garbage now; collected before
       // the sync allocates (V8 would collect them late: a large sync's peak RSS).
       snapshot = undefined;
-      if (entries.endpoints + entries.policies > 20_000) collectGarbage();
+      if (entries.endpoints + entries.policies > LARGE_SYNC) collectGarbage();
       const encoded = encoder.done();
       if (sidecar && !probeFeatures().netnsCookie) throw new UserError(SIDECAR_NEEDS_COOKIE); // before any write
       const maps = openMaps(o.pinDir);

@@ -51,6 +51,11 @@ export class AddressBook {
     for (const n of this.nodeIps) this.addr(n);
   }
 
+  /** How many records (distinct addresses) the book holds. */
+  get size(): number {
+    return this.list.length;
+  }
+
   /** The record for an address text; undefined when it is not an IP. Different spellings of one address share one record. */
   addr(text: string): Addr | undefined {
     if (this.notIp.has(text)) return undefined;

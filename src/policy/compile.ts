@@ -39,8 +39,19 @@ import { compileWds } from './wds.js';
 
 export type { CompiledState, CompiledSummary, SkippedEndpoint } from './model.js';
 
+/** For the sync paths of a large snapshot (the compiler itself stays pure). */
+export interface CompileHooks {
+  /**
+   * Called once between the listeners and the output, with the number of
+   * address records: the endpoint index (a target per EDS endpoint) and the
+   * listeners' scraps are garbage there, and a collection then keeps them from
+   * being held beside the output's buffers.
+   */
+  beforeOutput?: (addresses: number) => void;
+}
+
 /** Run the stages, entries to `sink`; the problems say whether the snapshot is acceptable. */
-function run(snapshot: XdsSnapshot, locality: Locality, sink: EntrySink): { state: CompiledSummary; problems: string[] } {
+function run(snapshot: XdsSnapshot, locality: Locality, sink: EntrySink, hooks: CompileHooks = {}): { state: CompiledSummary; problems: string[] } {
   // Istio ambient (WDS): workloads and services instead of listeners (wds.ts)
   if (isWdsSnapshot(snapshot)) {
     const { state, problems } = compileWds(snapshot, locality);
@@ -52,6 +63,7 @@ function run(snapshot: XdsSnapshot, locality: Locality, sink: EntrySink): { stat
   const ctx: CompileContext = { snap: snapshot, loc: locality, problems: new Problems(), skipped: [], notes: [] };
   const book = new AddressBook(locality);
   const services = compileListeners(ctx, book);
+  hooks.beforeOutput?.(book.size);
   return { state: buildOutput(ctx, book, sink, services), problems: ctx.problems.list };
 }
 
@@ -90,8 +102,8 @@ export function compile(snapshot: XdsSnapshot, locality: Locality): CompiledStat
 }
 
 /** compile(), with the endpoint and policy entries handed to `sink` in order instead of kept in the result's lists. */
-export function compileInto(snapshot: XdsSnapshot, locality: Locality, sink: EntrySink): CompiledSummary {
-  return run(snapshot, locality, sink).state;
+export function compileInto(snapshot: XdsSnapshot, locality: Locality, sink: EntrySink, hooks?: CompileHooks): CompiledSummary {
+  return run(snapshot, locality, sink, hooks).state;
 }
 
 /**
@@ -143,10 +155,10 @@ export function compileChecked(snapshot: XdsSnapshot, locality: Locality): { sta
  * order instead of kept in lists (the sync paths encode them as they come). On
  * an error the sink has seen entries of a refused snapshot: drop it.
  */
-export function compileCheckedInto(snapshot: XdsSnapshot, locality: Locality, sink: EntrySink): { state: CompiledSummary } | { error: string } {
+export function compileCheckedInto(snapshot: XdsSnapshot, locality: Locality, sink: EntrySink, hooks?: CompileHooks): { state: CompiledSummary } | { error: string } {
   const bad = shapeProblem(snapshot);
   if (bad !== undefined) return { error: bad };
-  const { state, problems } = run(snapshot, locality, sink);
+  const { state, problems } = run(snapshot, locality, sink, hooks);
   const error = problemText(problems);
   return error === undefined ? { state } : { error };
 }
