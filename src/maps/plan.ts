@@ -127,24 +127,13 @@ export class PackedEntries {
     this.n++;
     if (this.n * 2 > this.table.length) this.rehash();
   }
-  /** Make room for `capacity` entries in all (the buffers and the index), so that no later put grows them. */
-  reserve(capacity: number): void {
-    if (capacity * this.ks > this.keyBuf.length) {
-      const k = Buffer.alloc(capacity * this.ks);
-      const v = Buffer.alloc(capacity * this.vs);
-      this.keyBuf.copy(k, 0, 0, this.n * this.ks);
-      this.valBuf.copy(v, 0, 0, this.n * this.vs);
-      this.keyBuf = k;
-      this.valBuf = v;
-    }
-    while (this.table.length < tableSize(capacity)) this.rehash();
-  }
-  /** Add every entry of `other` (same sizes), in its order, as commit(keep) would one by one. */
-  append(other: PackedEntries, keep?: (oldVal: string, newVal: string) => boolean): void {
-    for (let j = 0; j < other.size; j++) {
+  /** Add packed entries (same sizes) in their order, each as commit(keep) takes it. */
+  append(from: { keys: Buffer; values: Buffer; size: number }, keep?: (oldVal: string, newVal: string) => boolean): void {
+    const { ks, vs } = this;
+    for (let j = 0; j < from.size; j++) {
       const i = this.begin();
-      other.keyBuf.copy(this.keyBuf, i * this.ks, j * other.ks, (j + 1) * other.ks);
-      other.valBuf.copy(this.valBuf, i * this.vs, j * other.vs, (j + 1) * other.vs);
+      from.keys.copy(this.keyBuf, i * ks, j * ks, (j + 1) * ks);
+      from.values.copy(this.valBuf, i * vs, j * vs, (j + 1) * vs);
       this.commit(keep);
     }
   }
@@ -217,59 +206,89 @@ export interface EntryCounts {
 }
 
 /**
+ * Entries packed back to back as they come, with no key index and duplicates
+ * kept: what DesiredEncoder gathers while the compiler runs (an index then
+ * would be held beside the compiler's working state: a large sync's peak).
+ */
+class EntryLog {
+  keys: Buffer;
+  values: Buffer;
+  size = 0;
+  constructor(
+    readonly ks: number,
+    readonly vs: number,
+  ) {
+    this.keys = Buffer.alloc(ks * 1024);
+    this.values = Buffer.alloc(vs * 1024);
+  }
+  /** Room for `capacity` entries in all (room not written to is never touched: zero-filled on demand). */
+  reserve(capacity: number): void {
+    if (capacity * this.ks <= this.keys.length) return;
+    const k = Buffer.alloc(capacity * this.ks);
+    const v = Buffer.alloc(capacity * this.vs);
+    this.keys.copy(k, 0, 0, this.size * this.ks);
+    this.values.copy(v, 0, 0, this.size * this.vs);
+    this.keys = k;
+    this.values = v;
+  }
+  /** The position the next entry is written at (room made); counted once written. */
+  next(): number {
+    if ((this.size + 1) * this.ks > this.keys.length) this.reserve(this.size * 2 + 1);
+    return this.size++;
+  }
+}
+
+/**
  * Encodes entries as they come (the compiler's EntrySink) into the exact bytes
  * the kernel maps will hold: a large sync never keeps an object per entry (the
- * compiled lists were 40 MiB for a 50 MiB snapshot). done() gives the result;
- * the same entries in the same order give the same bytes as encodeDesired().
+ * compiled lists were 40 MiB for a 50 MiB snapshot). done() indexes them and
+ * merges duplicate keys exactly as encodeDesired() does (it runs through this).
  */
 export class DesiredEncoder implements EntrySink {
   readonly entries: EntryCounts = { endpoints: 0, policies: 0, bypass: 0, proxy: 0 };
-  private readonly eps: PackedEntries;
-  /** non-bypass verdicts, then (done()) the bypass ones after them: on a full sync each apply phase (narrow, widen) is one contiguous run handed to the kernel as is */
-  private readonly pol: PackedEntries;
-  private readonly bypass: PackedEntries;
-  constructor(capacity: { endpoints: number; policies: number } = { endpoints: 1024, policies: 1024 }) {
-    this.eps = new PackedEntries(endpointKey.size, endpointValue.size, capacity.endpoints);
-    this.pol = new PackedEntries(policyKey.size, policyValue.size, capacity.policies);
-    this.bypass = new PackedEntries(policyKey.size, policyValue.size, 16);
-  }
+  private readonly eps = new EntryLog(endpointKey.size, endpointValue.size);
+  private readonly other = new EntryLog(policyKey.size, policyValue.size);
+  private readonly bypass = new EntryLog(policyKey.size, policyValue.size);
   expect(endpoints: number, policies: number): void {
     this.eps.reserve(endpoints);
-    // either kind may be all of them; room not written to is never touched (zero-filled on demand)
-    this.pol.reserve(policies);
+    // either verdict may be all of them
+    this.other.reserve(policies);
     this.bypass.reserve(policies);
   }
   endpoint(e: EndpointEntry): void {
     this.entries.endpoints++;
-    const p = this.eps;
-    const i = p.begin();
-    endpointKey.encode(p.keyBuffer, i * p.ks, e.cidr);
-    endpointValue.encode(p.valueBuffer, i * p.vs, e);
-    p.commit();
+    const l = this.eps;
+    const i = l.next();
+    endpointKey.encode(l.keys, i * l.ks, e.cidr);
+    endpointValue.encode(l.values, i * l.vs, e);
   }
   policy(e: PolicyEntry): void {
     this.entries.policies++;
     if (e.verdict === 'bypass') this.entries.bypass++;
     else if (e.verdict === 'proxy') this.entries.proxy++;
-    const p = e.verdict === 'bypass' ? this.bypass : this.pol;
-    const i = p.begin();
-    policyKey.encode(p.keyBuffer, i * p.ks, e);
-    policyValue.encode(p.valueBuffer, i * p.vs, e);
-    // Two entries for one ip:port: PROXY wins (never widen on a conflict).
-    p.commit(keepProxy);
+    const l = e.verdict === 'bypass' ? this.bypass : this.other;
+    const i = l.next();
+    policyKey.encode(l.keys, i * l.ks, e);
+    policyValue.encode(l.values, i * l.vs, e);
   }
   /** The encoded state; the encoder is not to be used after. */
   done(): EncodedState {
-    // The bypass entries after the others, in their order: as if all non-bypass
-    // entries had come first (a PROXY for the same ip:port still wins).
-    this.pol.append(this.bypass, keepProxy);
-    return { endpoints: this.eps, policy: this.pol };
+    const endpoints = new PackedEntries(endpointKey.size, endpointValue.size, this.eps.size);
+    endpoints.append(this.eps); // one key twice: the later value
+    // Non-bypass verdicts first, then bypass: on a full sync each apply phase
+    // (narrow, widen) is then one contiguous run handed to the kernel as is.
+    // Two entries for one ip:port: PROXY wins (never widen on a conflict).
+    const policy = new PackedEntries(policyKey.size, policyValue.size, this.other.size + this.bypass.size);
+    policy.append(this.other, keepProxy);
+    policy.append(this.bypass, keepProxy);
+    return { endpoints, policy };
   }
 }
 
 /** Encode a desired state into the exact bytes the kernel maps will hold. Pure. */
 export function encodeDesired(d: DesiredState): EncodedState {
-  const enc = new DesiredEncoder({ endpoints: d.endpoints.length, policies: d.policies.length });
+  const enc = new DesiredEncoder();
+  enc.expect(d.endpoints.length, d.policies.length);
   for (const e of d.endpoints) enc.endpoint(e);
   for (const p of d.policies) enc.policy(p);
   return enc.done();
