@@ -56,10 +56,9 @@ export function buildOutput(ctx: CompileContext, book: AddressBook, sink: EntryS
   // One pass in address order: an address's policies (one per verdict slot), then its endpoint.
   for (let i = 0; i < sorted.length; i++) {
     const a = sorted[i]!;
-    // The entries keep the address text, not the record: let the record go now, so
-    // the collector can reuse its room for the entries still to come (one record per
-    // endpoint address, about 20 MiB for a 50 MiB snapshot, would otherwise be held
-    // to the end beside the whole output).
+    // The entries keep the address text, not the record: the record is let go now,
+    // so a collection during the rest of the output finds it garbage (one record per
+    // endpoint address, about 23 MiB for a 50 MiB snapshot).
     sorted[i] = undefined;
     a.eachSlot((port, verdict, key) => sink.policy({ ip: a.text, port, verdict, ruleId: ruleId.get(key) ?? 0 }));
     if (!a.mesh && !a.nodeIp) continue;
