@@ -8,3 +8,13 @@ import { runInNewContext } from 'node:vm';
 
 setFlagsFromString('--expose-gc');
 export const collectGarbage = runInNewContext('gc') as () => void;
+
+/** Collect only for a large sync (tens of ms each; a small one has little garbage to give back): entries... */
+export const LARGE_SYNC = 20_000;
+/** ...or the bytes of a snapshot file (20,000 entries are about 5 MiB of JSON). */
+export const LARGE_FILE = 8 * 1024 * 1024;
+
+/** The compiler's hook for the sync paths: collect its listeners' garbage before the output of a large snapshot. */
+export const collectBeforeOutput = (addresses: number): void => {
+  if (addresses > LARGE_SYNC) collectGarbage();
+};

@@ -5,8 +5,9 @@
 // Usage: node [--expose-gc] dist/bench/memory/stages.js FILE
 import { readFileSync } from 'node:fs';
 import { loadSnapshotFile } from '../../src/xds/file.js';
-import { compileChecked } from '../../src/policy/index.js';
-import { encodeDesired, planSync } from '../../src/maps/plan.js';
+import { compileCheckedInto } from '../../src/policy/index.js';
+import { DesiredEncoder, planSync } from '../../src/maps/plan.js';
+import { collectBeforeOutput } from '../../src/gc.js';
 
 const file = process.argv[2];
 if (!file) throw new Error('usage: stages.js FILE');
@@ -29,10 +30,12 @@ function stage(name: string): void {
 stage('start');
 const snap = loadSnapshotFile(file, 1 << 30).snapshot;
 stage('load');
-const checked = compileChecked(snap, { nodeIps: ['10.0.0.1'], podCidrs: ['10.0.0.0/8'], network: '' });
+// as meshbpf sync does: entries encoded as the compiler builds them, a collection before its output
+const encoder = new DesiredEncoder();
+const checked = compileCheckedInto(snap, { nodeIps: ['10.0.0.1'], podCidrs: ['10.0.0.0/8'], network: '' }, encoder, { beforeOutput: collectBeforeOutput });
 if ('error' in checked) throw new Error(checked.error);
 stage('compile');
-const enc = encodeDesired(checked.state);
+const enc = encoder.done();
 stage('encode');
 const { counts } = planSync(enc, { endpoints: new Map(), policy: new Map() });
 stage('plan');

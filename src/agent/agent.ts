@@ -10,11 +10,11 @@ import type { Server } from 'node:http';
 import { load, unload, type LoadOptions, type LoadResult } from '../loader/load.js';
 import { inspect, type Inspection } from '../loader/inspect.js';
 import { openMaps, readStats, type MeshMaps } from '../maps/pinned.js';
-import { encodeDesired, planSync, type EncodedState, type SyncCounts } from '../maps/plan.js';
+import { DesiredEncoder, encodeDesired, planSync, type EncodedState, type EntryCounts, type SyncCounts } from '../maps/plan.js';
 import { readRaw, SyncError, syncMaps } from '../maps/sync.js';
 import { stateDir, writeExclusions, writeRules } from '../maps/state.js';
-import { compile, compileChecked, type CompiledState } from '../policy/index.js';
-import { collectGarbage } from '../gc.js';
+import { compile, compileCheckedInto, compileInto, type CompiledSummary } from '../policy/index.js';
+import { collectBeforeOutput, collectGarbage, LARGE_SYNC } from '../gc.js';
 import type { Exclusions, Locality } from '../policy/types.js';
 import type { SnapshotValidator, XdsSnapshot, XdsSource, XdsStateEvent, XdsStatus } from '../xds/types.js';
 import { child } from '../log.js';
@@ -31,6 +31,19 @@ import { SpliceWatch } from './splice-watch.js';
 import { InpodWatch } from './inpod-watch.js';
 
 const log = child('agent');
+
+/** A snapshot compiled for a sync: the entries only as encoded bytes and counts (no object per entry). */
+interface Compiled {
+  state: CompiledSummary;
+  entries: EntryCounts;
+  encoded: EncodedState;
+}
+
+function compileEncoded(snapshot: XdsSnapshot, locality: Locality): Compiled {
+  const encoder = new DesiredEncoder();
+  const state = compileInto(snapshot, locality, encoder, { beforeOutput: collectBeforeOutput });
+  return { state, entries: encoder.entries, encoded: encoder.done() };
+}
 
 export interface AgentOptions extends LoadOptions {
   pinDir: string;
@@ -80,7 +93,7 @@ export class Agent {
   private maps: MeshMaps | undefined;
   readonly source: XdsSource;
   /** the state compiled while validating the snapshot the source is about to emit */
-  private precompiled: { snapshot: XdsSnapshot; state: CompiledState; encoded: EncodedState; ms: number } | undefined;
+  private precompiled: (Compiled & { snapshot: XdsSnapshot; ms: number }) | undefined;
   private server: Server | undefined;
   private loadResult: LoadResult | undefined;
   private desired: DesiredSummary | undefined;
@@ -108,13 +121,15 @@ export class Agent {
   /** The source's veto: compile with this node's locality; problems become the NACK reason. */
   private validate(snapshot: XdsSnapshot): string | undefined {
     const t0 = performance.now();
-    const r = compileChecked(snapshot, this.opts.locality);
+    // Entries encoded as they are built: no object per entry is kept (a large sync's peak).
+    const encoder = new DesiredEncoder();
+    const r = compileCheckedInto(snapshot, this.opts.locality, encoder, { beforeOutput: collectBeforeOutput });
     if ('error' in r) return r.error;
-    // The compiler's working state is garbage now: collected before the encode allocates
+    // The compiler's working state is garbage now: collected before the sync allocates
     // (V8 would collect it late, on top of the encoded buffers: a large sync's peak RSS).
-    if (r.state.endpoints.length + r.state.policies.length > 20_000) collectGarbage();
+    if (encoder.entries.endpoints + encoder.entries.policies > LARGE_SYNC) collectGarbage();
+    const encoded = encoder.done();
     // A snapshot that cannot fit is NACKed here, before anything is written.
-    const encoded = encodeDesired(r.state);
     if (this.maps) {
       for (const [name, n, cap, flag] of [
         ['mb_endpoints', encoded.endpoints.size, this.maps.endpoints.info.maxEntries, '--max-endpoints'],
@@ -123,7 +138,7 @@ export class Agent {
         if (n > cap) return `${name}: the snapshot needs ${n} entries, the map holds ${cap} (${flag})`;
       }
     }
-    this.precompiled = { snapshot, state: r.state, encoded, ms: performance.now() - t0 };
+    this.precompiled = { snapshot, state: r.state, entries: encoder.entries, encoded, ms: performance.now() - t0 };
     return undefined;
   }
 
@@ -192,24 +207,18 @@ export class Agent {
     const t0 = performance.now() - (pre?.ms ?? 0);
     let applied = false;
     try {
-      const desired = pre ? pre.state : compile(snap, this.opts.locality);
+      const { state: desired, entries, encoded } = pre ?? compileEncoded(snap, this.opts.locality);
       // Reconcile against what the kernel really holds (also repairs drift).
-      const r = syncMaps(this.maps, desired, undefined, pre?.encoded);
+      const r = syncMaps(this.maps, desired, undefined, encoded);
       applied = true;
-      this.desired = {
-        endpoints: desired.endpoints.length,
-        policies: desired.policies.length,
-        bypass: desired.policies.filter((p) => p.verdict === 'bypass').length,
-        proxy: desired.policies.filter((p) => p.verdict === 'proxy').length,
-        skipped: desired.skipped.length,
-      };
+      this.desired = { endpoints: entries.endpoints, policies: entries.policies, bypass: entries.bypass, proxy: entries.proxy, skipped: desired.skipped.length };
       writeRules(this.opts.pinDir, desired.rules);
       writeExclusions(this.opts.pinDir, this.opts.locality.exclude);
       const ms = performance.now() - t0;
       this.lastSync = { at: new Date().toISOString(), ms, counts: r.counts };
       this.metrics.observeSync(ms / 1000, true);
       log.info({ ms: Math.round(ms), endpoints: r.counts.endpoints, policies: r.counts.policies }, 'maps synced');
-      if (desired.endpoints.length + desired.policies.length > 20_000) setImmediate(collectGarbage);
+      if (entries.endpoints + entries.policies > LARGE_SYNC) setImmediate(collectGarbage);
     } catch (e) {
       const ms = performance.now() - t0;
       this.lastSync = { at: new Date().toISOString(), ms, counts: this.lastSync?.counts ?? emptyCounts(), error: (e as Error).message };

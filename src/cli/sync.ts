@@ -1,7 +1,8 @@
 // `meshbpf sync`: one-shot apply of an xDS snapshot file to the kernel maps.
 import type { Command } from 'commander';
 import { DEFAULT_MAX_FILE_BYTES, loadSnapshotFile } from '../xds/file.js';
-import { compileChecked } from '../policy/index.js';
+import { compileCheckedInto } from '../policy/index.js';
+import { DesiredEncoder } from '../maps/plan.js';
 import { openMaps } from '../maps/pinned.js';
 import { syncMaps } from '../maps/sync.js';
 import { writeExclusions, writeRules } from '../maps/state.js';
@@ -11,7 +12,7 @@ import { applySidecar, SIDECAR_NEEDS_COOKIE } from '../maps/sidecar.js';
 import { probeFeatures } from '../loader/features.js';
 import { intArg, json, outputOption, pinDirOption, print } from './common.js';
 import type { XdsSnapshot } from '../xds/types.js';
-import { collectGarbage } from '../gc.js';
+import { collectBeforeOutput, collectGarbage, LARGE_SYNC } from '../gc.js';
 
 export function registerSync(program: Command): void {
   addLocalityOptions(
@@ -39,19 +40,23 @@ export function registerSync(program: Command): void {
         throw e;
       }
       // One compile: it validates as it goes (compiling again after validate() doubled a large sync).
-      const checked = compileChecked(snapshot, locality);
+      // Its entries are encoded as they are built: no object per entry is kept (a large sync's peak).
+      const encoder = new DesiredEncoder();
+      const checked = compileCheckedInto(snapshot, locality, encoder, { beforeOutput: collectBeforeOutput });
       if ('error' in checked) throw new UserError(`${o.xdsFile}: rejected: ${checked.error}`);
       const desired = checked.state;
+      const entries = encoder.entries;
       // The document and the compiler's working state are garbage now; collected before
-      // the encode allocates (V8 would collect them late: a large sync's peak RSS).
+      // the sync allocates (V8 would collect them late: a large sync's peak RSS).
       snapshot = undefined;
-      if (desired.endpoints.length + desired.policies.length > 20_000) collectGarbage();
+      if (entries.endpoints + entries.policies > LARGE_SYNC) collectGarbage();
+      const encoded = encoder.done();
       if (sidecar && !probeFeatures().netnsCookie) throw new UserError(SIDECAR_NEEDS_COOKIE); // before any write
       const maps = openMaps(o.pinDir);
       try {
         // Captured pods first: a service VIP must never be resolved for a pod whose sidecar is not known yet.
         const sc = applySidecar(maps, sidecar);
-        const r = syncMaps(maps, desired);
+        const r = syncMaps(maps, desired, undefined, encoded);
         writeRules(o.pinDir, desired.rules);
         writeExclusions(o.pinDir, locality.exclude);
         const summary = {
@@ -59,7 +64,7 @@ export function registerSync(program: Command): void {
           endpoints: r.counts.endpoints,
           policies: r.counts.policies,
           services: r.counts.services ?? null,
-          verdicts: { bypass: desired.policies.filter((p) => p.verdict === 'bypass').length, proxy: desired.policies.filter((p) => p.verdict === 'proxy').length },
+          verdicts: { bypass: entries.bypass, proxy: entries.proxy },
           skipped: desired.skipped.length,
           ms: Math.round(r.ms.total * 10) / 10,
           locality,

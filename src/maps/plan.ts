@@ -11,7 +11,7 @@
 //
 // This file is the pure half: encoding and diffing, no syscalls (sync.ts
 // applies the plan, in batches where the kernel and map type allow).
-import type { DesiredState, ServiceEntry } from '../policy/types.js';
+import type { DesiredState, EndpointEntry, EntrySink, PolicyEntry, ServiceEntry } from '../policy/types.js';
 import { backendKey, backendValue, serviceValue, type ServiceValue, endpointKey, endpointValue, policyKey, policyValue, verdictCode } from './codecs.js';
 
 /** Encoded entries read from the kernel: key bytes (latin1 string, exact) -> value bytes. */
@@ -127,6 +127,16 @@ export class PackedEntries {
     this.n++;
     if (this.n * 2 > this.table.length) this.rehash();
   }
+  /** Add packed entries (same sizes) in their order, each as commit(keep) takes it. */
+  append(from: { keys: Buffer; values: Buffer; size: number }, keep?: (oldVal: string, newVal: string) => boolean): void {
+    const { ks, vs } = this;
+    for (let j = 0; j < from.size; j++) {
+      const i = this.begin();
+      from.keys.copy(this.keyBuf, i * ks, j * ks, (j + 1) * ks);
+      from.values.copy(this.valBuf, i * vs, j * vs, (j + 1) * vs);
+      this.commit(keep);
+    }
+  }
   private rehash(): void {
     const t = new Int32Array(this.table.length * 2);
     const mask = t.length - 1;
@@ -187,30 +197,101 @@ export interface SyncCounts {
 
 const BYPASS = verdictCode('bypass');
 
+/** How many entries an encoder was given (before duplicate keys merge), by kind and verdict. */
+export interface EntryCounts {
+  endpoints: number;
+  policies: number;
+  bypass: number;
+  proxy: number;
+}
+
+/**
+ * Entries packed back to back as they come, with no key index and duplicates
+ * kept: what DesiredEncoder gathers while the compiler runs (an index then
+ * would be held beside the compiler's working state: a large sync's peak).
+ */
+class EntryLog {
+  keys: Buffer;
+  values: Buffer;
+  size = 0;
+  constructor(
+    readonly ks: number,
+    readonly vs: number,
+  ) {
+    this.keys = Buffer.alloc(ks * 1024);
+    this.values = Buffer.alloc(vs * 1024);
+  }
+  /** Room for `capacity` entries in all (room not written to is never touched: zero-filled on demand). */
+  reserve(capacity: number): void {
+    if (capacity * this.ks <= this.keys.length) return;
+    const k = Buffer.alloc(capacity * this.ks);
+    const v = Buffer.alloc(capacity * this.vs);
+    this.keys.copy(k, 0, 0, this.size * this.ks);
+    this.values.copy(v, 0, 0, this.size * this.vs);
+    this.keys = k;
+    this.values = v;
+  }
+  /** The position the next entry is written at (room made); counted once written. */
+  next(): number {
+    if ((this.size + 1) * this.ks > this.keys.length) this.reserve(this.size * 2 + 1);
+    return this.size++;
+  }
+}
+
+/**
+ * Encodes entries as they come (the compiler's EntrySink) into the exact bytes
+ * the kernel maps will hold: a large sync never keeps an object per entry (the
+ * compiled lists were 40 MiB for a 50 MiB snapshot). done() indexes them and
+ * merges duplicate keys exactly as encodeDesired() does (it runs through this).
+ */
+export class DesiredEncoder implements EntrySink {
+  readonly entries: EntryCounts = { endpoints: 0, policies: 0, bypass: 0, proxy: 0 };
+  private readonly eps = new EntryLog(endpointKey.size, endpointValue.size);
+  private readonly other = new EntryLog(policyKey.size, policyValue.size);
+  private readonly bypass = new EntryLog(policyKey.size, policyValue.size);
+  expect(endpoints: number, policies: number): void {
+    this.eps.reserve(endpoints);
+    // either verdict may be all of them
+    this.other.reserve(policies);
+    this.bypass.reserve(policies);
+  }
+  endpoint(e: EndpointEntry): void {
+    this.entries.endpoints++;
+    const l = this.eps;
+    const i = l.next();
+    endpointKey.encode(l.keys, i * l.ks, e.cidr);
+    endpointValue.encode(l.values, i * l.vs, e);
+  }
+  policy(e: PolicyEntry): void {
+    this.entries.policies++;
+    if (e.verdict === 'bypass') this.entries.bypass++;
+    else if (e.verdict === 'proxy') this.entries.proxy++;
+    const l = e.verdict === 'bypass' ? this.bypass : this.other;
+    const i = l.next();
+    policyKey.encode(l.keys, i * l.ks, e);
+    policyValue.encode(l.values, i * l.vs, e);
+  }
+  /** The encoded state; the encoder is not to be used after. */
+  done(): EncodedState {
+    const endpoints = new PackedEntries(endpointKey.size, endpointValue.size, this.eps.size);
+    endpoints.append(this.eps); // one key twice: the later value
+    // Non-bypass verdicts first, then bypass: on a full sync each apply phase
+    // (narrow, widen) is then one contiguous run handed to the kernel as is.
+    // Two entries for one ip:port: PROXY wins (never widen on a conflict).
+    const policy = new PackedEntries(policyKey.size, policyValue.size, this.other.size + this.bypass.size);
+    policy.append(this.other, keepProxy);
+    policy.append(this.bypass, keepProxy);
+    return { endpoints, policy };
+  }
+}
+
 /** Encode a desired state into the exact bytes the kernel maps will hold. Pure. */
 export function encodeDesired(d: DesiredState): EncodedState {
-  // Encoded in place into the packed buffers: no object or closure per entry.
-  const endpoints = new PackedEntries(endpointKey.size, endpointValue.size, d.endpoints.length);
-  for (const e of d.endpoints) {
-    const i = endpoints.begin();
-    endpointKey.encode(endpoints.keyBuffer, i * endpoints.ks, e.cidr);
-    endpointValue.encode(endpoints.valueBuffer, i * endpoints.vs, e);
-    endpoints.commit();
-  }
-  // Non-bypass verdicts first, then bypass: on a full sync each apply phase
-  // (narrow, widen) is then one contiguous run handed to the kernel as is.
-  const policy = new PackedEntries(policyKey.size, policyValue.size, d.policies.length);
-  for (const bypassPass of [false, true]) {
-    for (const p of d.policies) {
-      if ((p.verdict === 'bypass') !== bypassPass) continue;
-      const i = policy.begin();
-      policyKey.encode(policy.keyBuffer, i * policy.ks, p);
-      policyValue.encode(policy.valueBuffer, i * policy.vs, p);
-      // Two entries for one ip:port: PROXY wins (never widen on a conflict).
-      policy.commit(keepProxy);
-    }
-  }
-  return { endpoints, policy };
+  const enc = new DesiredEncoder();
+  enc.expect(d.endpoints.length, d.policies.length);
+  for (const e of d.endpoints) enc.endpoint(e);
+  for (const p of d.policies) enc.policy(p);
+  return enc.done();
 }
 
 const keepProxy = (oldVal: string): boolean => isBypass(oldVal);

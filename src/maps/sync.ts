@@ -167,14 +167,18 @@ export function checkCapacity(t: SyncTargets, desired: EncodedState, current: Cu
  * One full reconcile: read what the kernel has, diff against desired, check
  * capacity, apply; on a failed write, put back what was read. `current` may be
  * passed in (the agent keeps what it last applied) to skip reading the kernel;
- * a rollback then restores that state. `encoded` is desired already encoded.
+ * a rollback then restores that state. `encoded` is desired already encoded
+ * (then only its services are read from `desired`: the compiler may have
+ * encoded its entries as it built them, keeping no lists).
  */
-export function syncMaps(t: SyncTargets, desired: DesiredState, current?: CurrentState, encoded?: EncodedState): SyncResult & { applied: EncodedState } {
+export function syncMaps(t: SyncTargets, desired: DesiredState, current?: CurrentState): SyncResult & { applied: EncodedState };
+export function syncMaps(t: SyncTargets, desired: Pick<DesiredState, 'services'>, current: CurrentState | undefined, encoded: EncodedState): SyncResult & { applied: EncodedState };
+export function syncMaps(t: SyncTargets, desired: Pick<DesiredState, 'services'> & Partial<DesiredState>, current?: CurrentState, encoded?: EncodedState): SyncResult & { applied: EncodedState } {
   const t0 = performance.now();
   const cur = current ?? { endpoints: readRaw(t.endpoints), policy: readRaw(t.policy) };
   const svcCur = t.services && t.backends ? (cur.services ?? { services: readRaw(t.services), backends: readRaw(t.backends) }) : undefined;
   const t1 = performance.now();
-  const enc = encoded ?? encodeDesired(desired);
+  const enc = encoded ?? encodeDesired(desired as DesiredState);
   const { plan, counts } = planSync(enc, cur);
   checkCapacity(t, enc, cur, counts);
   const svc = svcCur ? planServices(desired.services ?? [], svcCur) : undefined;

@@ -2,7 +2,7 @@
 // marked local when it is a node IP or inside a local pod CIDR.
 import { cidrContains, formatIp, parseCidr, parseIp, parseIpInto, type Family } from '../net/ip.js';
 import type { Locality } from './types.js';
-import { Addr } from './model.js';
+import { Addr, cmpAddr } from './model.js';
 
 function isSpecial(b: Buffer): boolean {
   // 0.0.0.0, 127.0.0.0/8 (v4-mapped), ::, ::1
@@ -35,7 +35,7 @@ export class AddressBook {
   private table = new Int32Array(1024);
   /** texts that are not IPs (hostnames, named ports): asked again, not parsed again */
   private readonly notIp = new Set<string>();
-  readonly list: Addr[] = [];
+  private list: Addr[] = [];
   readonly podCidrs: PodCidr[] = [];
   private readonly nodeIps = new Set<string>();
 
@@ -49,6 +49,11 @@ export class AddressBook {
     }
     for (const n of loc.nodeIps) this.nodeIps.add(formatIp(parseIp(n).bytes));
     for (const n of this.nodeIps) this.addr(n);
+  }
+
+  /** How many records (distinct addresses) the book holds. */
+  get size(): number {
+    return this.list.length;
   }
 
   /** The record for an address text; undefined when it is not an IP. Different spellings of one address share one record. */
@@ -100,6 +105,17 @@ export class AddressBook {
       t[slot] = i + 1;
     });
     this.table = t;
+  }
+
+  /**
+   * Every record, in address order, handed over: the book forgets them (the output
+   * is the last stage; it lets each record go once its entries are built).
+   */
+  takeSorted(): Addr[] {
+    const l = this.list.sort(cmpAddr);
+    this.list = [];
+    this.table = new Int32Array(1024);
+    return l;
   }
 
   /** Record the network an address was seen on. */

@@ -21,6 +21,9 @@ export interface CompiledState extends DesiredState {
   notes: string[];
 }
 
+/** CompiledState without its endpoint and policy lists: the entries went to an EntrySink as they were built. */
+export type CompiledSummary = Omit<CompiledState, 'endpoints' | 'policies'>;
+
 /** What every stage reads (the input) and appends to (problems for NACKs, skipped endpoints, notes). */
 export interface CompileContext {
   readonly snap: XdsSnapshot;

@@ -24,6 +24,12 @@ interface Draft {
   key: string;
 }
 
+/** A service entry before rule ids: the reason key names its rule (output.ts). */
+export interface ServiceDraft {
+  entry: Omit<ServiceEntry, 'ruleId'>;
+  key: string;
+}
+
 export class ServiceCollector {
   private readonly drafts = new Map<string, Draft>();
   readonly notes: string[] = [];
@@ -79,7 +85,7 @@ export class ServiceCollector {
   }
 
   /** Sorted entries and their reason keys (rule ids are assigned by output.ts). */
-  list(): Array<{ entry: Omit<ServiceEntry, 'ruleId'>; key: string }> {
+  list(): ServiceDraft[] {
     const out = [...this.drafts.values()].map((d) => {
       const backends = [...d.backends.values()].sort((x, y) => cmpAddr(x.addr, y.addr) || x.port - y.port).map((b) => ({ ip: b.addr.text, port: b.port }));
       return { entry: { vip: d.vip.text, port: d.port, verdict: d.verdict, backends }, key: d.key, vip: d.vip };

@@ -51,6 +51,18 @@ export interface RuleInfo {
   reasons: string[];
 }
 
+/**
+ * Where the compiler can put its endpoint and policy entries, one at a time in
+ * output order, instead of keeping them in DesiredState's lists (the sync paths
+ * encode them as they come: src/maps/plan.ts DesiredEncoder).
+ */
+export interface EntrySink {
+  /** Told before the first entry how many of each come (at most): room made once, not by growing. */
+  expect?(endpoints: number, policies: number): void;
+  endpoint(e: EndpointEntry): void;
+  policy(p: PolicyEntry): void;
+}
+
 export interface DesiredState {
   endpoints: EndpointEntry[];
   policies: PolicyEntry[];

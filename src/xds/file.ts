@@ -16,6 +16,7 @@ import { isObject } from './validate.js';
 import { kindOfType, resourcesOf, validateSet, WDS_KIND_NAMES } from './kinds.js';
 import { isWdsDocument, wdsSnapshotFromDocument } from './wds-file.js';
 import { parseJsonFd } from './json-stream.js';
+import { collectGarbage, LARGE_FILE } from '../gc.js';
 import {
   emptySnapshot,
   emptyTypeStatus,
@@ -331,13 +332,21 @@ function parseOpen(fd: number, size: number, file: string): Json {
 /** Read and parse one file. */
 export function loadSnapshotFile(file: string, maxBytes = DEFAULT_MAX_FILE_BYTES): ParseResult {
   const { fd, size } = openSnapshot(file, maxBytes);
-  let doc: Json;
   try {
-    doc = parseOpen(fd, size, file);
+    return snapshotOfOpen(fd, size, file);
   } finally {
     fs.closeSync(fd);
   }
-  return snapshotFromDocument(doc, file);
+}
+
+/** An open file's snapshot (parse, then resources by kind). */
+function snapshotOfOpen(fd: number, size: number, file: string): ParseResult {
+  const r = snapshotFromDocument(parseOpen(fd, size, file), file);
+  // The read windows, member texts and the document's own containers are garbage
+  // now; V8 would collect them only after the compiler had grown the heap on top
+  // (a large sync's peak RSS, bench/report/MEMORY.md).
+  if (size > LARGE_FILE) collectGarbage();
+  return r;
 }
 
 /** sha256 of an open file's bytes (from offset 0), read in chunks; undefined when it grew past size while read. */
@@ -602,7 +611,7 @@ export class XdsFileSource extends EventEmitter<XdsSourceEvents> implements XdsS
         return true;
       }
       try {
-        result = snapshotFromDocument(parseOpen(opened.fd, opened.size, this.opts.path), this.opts.path);
+        result = snapshotOfOpen(opened.fd, opened.size, this.opts.path);
       } catch (e) {
         this.fail(e instanceof XdsParseError ? e.message : `${this.opts.path}: ${(e as Error).message}`);
         return false;

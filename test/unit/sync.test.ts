@@ -1,6 +1,8 @@
 // The sync planner: minimal diffs and the safe order (pure, no kernel).
 import test from 'ava';
-import { asCurrent, encodeDesired, PackedEntries, planSync, type CurrentState } from '../../src/maps/plan.js';
+import { asCurrent, DesiredEncoder, encodeDesired, PackedEntries, planSync, type CurrentState } from '../../src/maps/plan.js';
+import { compile, compileCheckedInto } from '../../src/policy/index.js';
+import { makeSnapshot } from '../../bench/sync/gen.js';
 import { endpointKey, policyKey, policyValue } from '../../src/maps/codecs.js';
 import type { DesiredState } from '../../src/policy/types.js';
 
@@ -116,6 +118,51 @@ test('two verdicts for one ip:port: PROXY wins whatever the order', (t) => {
     t.is(e.policy.size, 1);
     t.is(decodeVerdict(e.policy.valueAt(0)), 'proxy');
   }
+});
+
+test('policies encode non-bypass first, then bypass, each by first sight; PROXY wins an ip:port, the last BYPASS another', (t) => {
+  const e = encodeDesired(
+    state(
+      [],
+      [
+        ['10.0.0.1', 80, 'bypass'],
+        ['10.0.0.2', 80, 'proxy'],
+        ['10.0.0.3', 80, 'bypass'],
+        ['10.0.0.1', 80, 'proxy'],
+        ['10.0.0.3', 80, 'bypass'],
+        ['10.0.0.4', 80, 'proxy'],
+        ['10.0.0.2', 80, 'proxy'],
+      ],
+    ),
+  );
+  const got = Array.from({ length: e.policy.size }, (_, i) => [e.policy.keyAt(i), policyValue.decode(Buffer.from(e.policy.valueAt(i), 'latin1'), 0)]);
+  t.deepEqual(got, [
+    [pkey('10.0.0.2', 80), { verdict: 'proxy', ruleId: 1 }],
+    [pkey('10.0.0.1', 80), { verdict: 'proxy', ruleId: 3 }],
+    [pkey('10.0.0.4', 80), { verdict: 'proxy', ruleId: 5 }],
+    [pkey('10.0.0.3', 80), { verdict: 'bypass', ruleId: 4 }],
+  ]);
+});
+
+test('entries encoded as the compiler builds them: the same bytes, counts and summary as from its lists', (t) => {
+  const locality = { nodeIps: ['10.0.0.1'], podCidrs: ['10.0.0.0/8'], network: '' };
+  const snap = makeSnapshot(3000, 0);
+  const lists = compile(snap, locality);
+  t.true(lists.policies.some((p) => p.verdict === 'proxy') && lists.policies.some((p) => p.verdict === 'bypass'));
+  const want = encodeDesired(lists);
+  const enc = new DesiredEncoder();
+  const r = compileCheckedInto(snap, locality, enc);
+  if ('error' in r) return t.fail(r.error);
+  const got = enc.done();
+  for (const k of ['endpoints', 'policy'] as const) {
+    t.is(got[k].size, want[k].size);
+    t.true(got[k].keys.equals(want[k].keys), k);
+    t.true(got[k].values.equals(want[k].values), k);
+  }
+  const count = (v: string) => lists.policies.filter((p) => p.verdict === v).length;
+  t.deepEqual(enc.entries, { endpoints: lists.endpoints.length, policies: lists.policies.length, bypass: count('bypass'), proxy: count('proxy') });
+  const { endpoints: _e, policies: _p, ...rest } = lists;
+  t.deepEqual(r.state, rest);
 });
 
 test('100k endpoints plan in one pass (counts right; speed is in bench/)', (t) => {
