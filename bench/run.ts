@@ -48,7 +48,7 @@ type Mode = 'stack' | 'bypass';
 /** throughput compares more: the minimal redirect, AF_UNIX, and (--variants) the minimal program's SK_PASS variants */
 type TputMode = Mode | 'minimal' | 'unix' | 'pass' | 'passApply';
 
-const PORTS = { iperf: 5201, iperfMinimal: 5203, sockperf: 11111, rr: { v4: 7001, v6: 7002 }, crr: { v4: [7101, 7102, 7103], v6: [7201, 7202, 7203] } };
+const PORTS = { iperf: 5201, iperfMinimal: 5203, sockperf: 11111, rr: { v4: 7001, v6: 7002 }, rrMinimal: { v4: 7003, v6: 7004 }, crr: { v4: [7101, 7102, 7103], v6: [7201, 7202, 7203] } };
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
@@ -209,13 +209,15 @@ async function buildNode(kind: TopoKind, mbrr: string): Promise<Node> {
   for (const fam of ['v4', 'v6'] as const) {
     const b = node.addr[fam].b;
     spawnIn(topo, 'b', 'topo', pinned([mbrr, 'server', b, String(PORTS.rr[fam]), 'rr']));
+    spawnIn(topo, 'b', minimalCgroup, pinned([mbrr, 'server', b, String(PORTS.rrMinimal[fam]), 'rr']));
     const [bypassPort, ineligiblePort, nonePort] = PORTS.crr[fam] as [number, number, number];
     spawnIn(topo, 'b', 'topo', [mbrr, 'server', b, String(bypassPort), 'crr']);
     spawnIn(topo, 'b', 'topo', [mbrr, 'server', b, String(ineligiblePort), 'crr']);
     spawnIn(topo, 'b', plainCgroup, [mbrr, 'server', b, String(nonePort), 'crr']);
     maps.policy.set({ ip: b, port: bypassPort }, { verdict: 'bypass', ruleId: 1 });
   }
-  for (const port of [PORTS.iperf, PORTS.iperfMinimal, PORTS.sockperf, PORTS.rr.v4, PORTS.rr.v6, ...PORTS.crr.v4, ...PORTS.crr.v6]) await waitForListen(topo, 'b', port);
+  for (const port of [PORTS.iperf, PORTS.iperfMinimal, PORTS.sockperf, PORTS.rr.v4, PORTS.rr.v6, PORTS.rrMinimal.v4, PORTS.rrMinimal.v6, ...PORTS.crr.v4, ...PORTS.crr.v6])
+    await waitForListen(topo, 'b', port);
   return node;
 }
 
@@ -389,34 +391,52 @@ async function throughput(node: Node, fam: Family, o: BenchOptions, mbrr: string
 async function latency(node: Node, fam: Family, o: BenchOptions, mbrr: string): Promise<LatencyRow[]> {
   const rows: LatencyRow[] = [];
   const server = node.addr[fam].b;
-  const tools: Array<{ tool: LatencyRow['tool']; port: number; run: (size: number) => Promise<RrRun> }> = [];
+  const tools: Array<{ tool: LatencyRow['tool']; port: number; run: (size: number) => Promise<RrRun>; minimal?: (size: number) => Promise<RrRun> }> = [];
   if (fam === 'v4') tools.push({ tool: 'sockperf', port: PORTS.sockperf, run: (size) => sockperfPingPong(node.topo, 'a', server, PORTS.sockperf, size, o.rrSeconds) });
-  tools.push({ tool: 'mbrr', port: PORTS.rr[fam], run: (size) => mbrrPingPong(node.topo, mbrr, 'a', server, PORTS.rr[fam], size, o.rrSeconds) });
+  tools.push({
+    tool: 'mbrr',
+    port: PORTS.rr[fam],
+    run: (size) => mbrrPingPong(node.topo, mbrr, 'a', server, PORTS.rr[fam], size, o.rrSeconds),
+    // the same ping-pong between the minimal redirect's cgroup members: the yardstick for meshbpf's per-message cost
+    minimal: async (size) => {
+      node.minimal.use('min_sk_msg');
+      const before = tcpOutSegs(node.topo, 'a');
+      const r = await mbrrPingPong(node.topo, mbrr, 'a', server, PORTS.rrMinimal[fam], size, o.rrSeconds, undefined, node.minimalCgroup);
+      const segs = tcpOutSegs(node.topo, 'a') - before;
+      // Redirected: the handshake and FIN only. Through the stack: a segment per message.
+      if (segs > 64 && segs > r.roundTrips / 4) throw new Error(`${node.kind} ${fam} minimal redirect ping-pong ${size}: ${segs} TCP segments for ${r.roundTrips} round trips: it took the stack`);
+      return r;
+    },
+  });
   for (const t of tools) {
     // One discarded run first: the first ping-pong after the throughput runs was
     // seen to be slow in both modes (the machine settling), which is not what we measure.
     await t.run(o.rrSizes[0] ?? 64);
     for (const size of o.rrSizes) {
-      const res = await alternate<Mode, RrRun>(
-        ['stack', 'bypass'],
+      const minimal = t.minimal;
+      const res = await alternate<Mode | 'minimal', RrRun>(
+        minimal ? ['stack', 'bypass', 'minimal'] : ['stack', 'bypass'],
         o.rounds,
         (m, r) => `${node.kind} ${fam} latency ${t.tool} ${sizeName(size)} ${m} round ${r + 1}/${o.rounds}`,
         (m) =>
-          inMode(
-            node,
-            m,
-            { ip: server, port: t.port },
-            `latency ${t.tool} ${size}`,
-            fam,
-            () => t.run(size),
-            (x) => 2 * x.roundTrips * size * 0.95,
-          ),
+          m === 'minimal'
+            ? minimal!(size)
+            : inMode(
+                node,
+                m,
+                { ip: server, port: t.port },
+                `latency ${t.tool} ${size}`,
+                fam,
+                () => t.run(size),
+                (x) => 2 * x.roundTrips * size * 0.95,
+              ),
         (x) => `p50 ${x.p50.toFixed(1)} us, p99 ${x.p99.toFixed(1)} us`,
       );
       const p = (k: 'p50' | 'p99') => {
         const s = summarize(res.stack.map((x) => x[k]));
         const b = summarize(res.bypass.map((x) => x[k]));
-        return { stack: roundSummary(s), bypass: roundSummary(b), ratio: roundRatio(ratio(b, s)) };
+        const mm = res.minimal?.length ? summarize(res.minimal.map((x) => x[k])) : undefined;
+        return { stack: roundSummary(s), bypass: roundSummary(b), ratio: roundRatio(ratio(b, s)), ...(mm ? { minimal: roundSummary(mm), ratioMinimal: roundRatio(ratio(b, mm)) } : {}) };
       };
       rows.push({ topology: node.kind, family: fam, tool: t.tool, size, unit: 'us (full round trip)', p50: p('p50'), p99: p('p99') });
     }
@@ -590,11 +610,12 @@ async function main(): Promise<void> {
   process.once('SIGHUP', onSignal);
   const started = Date.now();
   const nFam = o.families.length;
-  const rrTools = o.families.reduce((a, f) => a + (f === 'v4' ? 2 : 1), 0);
+  // runs per latency size and round: sockperf (IPv4 only) stack + bypass, mbrr stack + bypass + minimal
+  const rrRuns = o.families.reduce((a, f) => a + (f === 'v4' ? 5 : 3), 0);
   const has = (p: (typeof o.only)[number]) => (o.only.includes(p) ? 1 : 0);
   const tputModes = o.modes?.length ?? 4 + (o.variants ? 2 : 0);
   totalSteps =
-    o.topologies.length * o.rounds * (has('throughput') * nFam * o.sizes.length * tputModes + has('latency') * rrTools * o.rrSizes.length * 2 + has('connect') * nFam * 3) +
+    o.topologies.length * o.rounds * (has('throughput') * nFam * o.sizes.length * tputModes + has('latency') * rrRuns * o.rrSizes.length + has('connect') * nFam * 3) +
     (o.topologies.includes('bridge') ? has('vip') * o.rounds * nFam * 4 : 0);
   log(
     `meshbpf bench: ${o.topologies.join('+')} x ${o.families.join('+')}, ${o.rounds} alternating rounds, ${o.seconds} s per iperf3 run, ${o.rrSeconds} s per latency/connection run (${totalSteps} runs)`,

@@ -262,12 +262,12 @@ export function renderMarkdown(r: Report): string {
   }
   L.push('## Request/response latency', '');
   L.push(
-    'Full round trip in µs, one connection, ping-pong at full rate (TCP_NODELAY). Both peers are pinned to one CPU: on this VM an idle vCPU halts and takes ~40–50 µs to wake by IPI, which swamped the figure (unpinned, the same test gave p50 8 µs or 50 µs depending on whether other work kept the CPUs busy). Ratio = bypass ÷ stack (below 1 = bypass faster). sockperf 3.7 has no IPv6, so IPv6 uses mbrr only; for IPv4 both tools ran, which also cross-checks mbrr.',
+    'Full round trip in µs, one connection, ping-pong at full rate (TCP_NODELAY). Both peers are pinned to one CPU: on this VM an idle vCPU halts and takes ~40–50 µs to wake by IPI, which swamped the figure (unpinned, the same test gave p50 8 µs or 50 µs depending on whether other work kept the CPUs busy). Ratio = bypass ÷ stack (below 1 = bypass faster). *minimal redirect* (mbrr only) = the same ping-pong in the cgroup of the minimal redirect, alternating with the other two: the yardstick for the per-message cost of meshbpf. sockperf 3.7 has no IPv6, so IPv6 uses mbrr only; for IPv4 both tools ran, which also cross-checks mbrr.',
     '',
   );
   L.push(
     table(
-      ['topology', 'family', 'tool', 'size', 'p50 stack', 'p50 bypass', 'p50 ratio', 'p99 stack', 'p99 bypass', 'p99 ratio'],
+      ['topology', 'family', 'tool', 'size', 'p50 stack', 'p50 bypass', 'p50 ratio', 'p50 minimal redirect', 'p50 bypass ÷ minimal', 'p99 stack', 'p99 bypass', 'p99 ratio'],
       r.latency.map((l) => [
         topoName(l.topology),
         fam(l.family),
@@ -276,6 +276,8 @@ export function renderMarkdown(r: Report): string {
         sum(l.p50.stack, us),
         sum(l.p50.bypass, us),
         rr(l.p50.ratio),
+        l.p50.minimal ? sum(l.p50.minimal, us) : 'n/a',
+        l.p50.ratioMinimal ? rr(l.p50.ratioMinimal) : 'n/a',
         sum(l.p99.stack, us),
         sum(l.p99.bypass, us),
         rr(l.p99.ratio),

@@ -152,8 +152,18 @@ export function parseSockperf(out: string): RrRun {
   return { p50: pct('50.000'), p99: pct('99.000'), count, roundTrips };
 }
 
-export async function mbrrPingPong(topo: Topology, tool: string, client: string, server: string, port: number, size: number, seconds: number, timeoutMs = (seconds + 30) * 1000): Promise<RrRun> {
-  const out = await runIn(topo, client, 'topo', pinned([tool, 'rr', server, String(port), String(size), String(seconds)]), timeoutMs);
+export async function mbrrPingPong(
+  topo: Topology,
+  tool: string,
+  client: string,
+  server: string,
+  port: number,
+  size: number,
+  seconds: number,
+  timeoutMs = (seconds + 30) * 1000,
+  cg: CgroupSel = 'topo',
+): Promise<RrRun> {
+  const out = await runIn(topo, client, cg, pinned([tool, 'rr', server, String(port), String(size), String(seconds)]), timeoutMs);
   const j = JSON.parse(out) as { count: number; p50_us: number; p99_us: number };
   return { p50: j.p50_us, p99: j.p99_us, count: j.count, roundTrips: j.count + 200 /* mbrr's warm-up */ };
 }

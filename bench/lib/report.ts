@@ -34,8 +34,9 @@ export interface LatencyRow {
   tool: 'sockperf' | 'mbrr';
   size: number; // request and response size
   unit: string;
-  p50: { stack: Summary; bypass: Summary; ratio: Ratio };
-  p99: { stack: Summary; bypass: Summary; ratio: Ratio };
+  /** minimal / ratioMinimal (bypass ÷ minimal): mbrr only, the minimal redirect's cgroup (bench/tools/minimal_redirect.c) */
+  p50: { stack: Summary; bypass: Summary; ratio: Ratio; minimal?: Summary; ratioMinimal?: Ratio };
+  p99: { stack: Summary; bypass: Summary; ratio: Ratio; minimal?: Summary; ratioMinimal?: Ratio };
 }
 
 export interface ConnectRow {
