@@ -152,6 +152,20 @@ export function smallWritesText(r: Report): string[] {
     );
   }
   const slower = r.throughput.filter((t) => t.ratio.median < 1);
+  // A stack that is fast in some runs only (its min and max at least 2x apart) makes a bimodal row: say so with its runs.
+  const g = (b: number) => (b / 1e9).toFixed(2);
+  const bimodal = slower.filter((t) => t.stack.min > 0 && t.stack.max / t.stack.min >= 2);
+  if (bimodal.length) {
+    L.push(
+      bimodal
+        .map(
+          (t) =>
+            `At ${sizeName(t.size)} ${topoName(t.topology)} ${fam(t.family)} the stack's own runs spread from ${g(t.stack.min)} to ${g(t.stack.max)} Gbit/s (${(t.stack.max / t.stack.min).toFixed(1)}×) while the bypass runs stayed within ${g(t.bypass.min)}–${g(t.bypass.max)} Gbit/s: ` +
+            `${t.stack.runs.filter((x) => x > t.bypass.max).length} of ${t.stack.runs.length} stack runs were faster than every bypass run and ${t.stack.runs.filter((x) => x < t.bypass.min).length} slower than every one.`,
+        )
+        .join(' '),
+    );
+  }
   L.push(
     slower.length
       ? `**The bypass was slower than the stack in this run at:** ${slower.map((t) => `${sizeName(t.size)} ${topoName(t.topology)} ${fam(t.family)} ${x(t.ratio.median)} (per-round ${t.ratio.min.toFixed(2)}–${t.ratio.max.toFixed(2)})`).join('; ')}.`

@@ -230,7 +230,7 @@ struct mb_sk_state {
 
 /*
  * Learned streams. A switched socket keeps its psock, so each of its sends
- * still passes tcp_bpf_sendmsg (measured 5-10% at 1-64 B), and removing a live
+ * still passes tcp_bpf_sendmsg (measured 5-12% at 1-64 B), and removing a live
  * socket from mb_sockets is not safe (its peer may be redirecting into its
  * psock queue at that moment; those bytes would be freed). So the switch is
  * remembered for the pair's client address and destination (direct flows
