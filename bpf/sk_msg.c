@@ -43,13 +43,8 @@ static __always_inline void mb_stream_learn(struct bpf_sock *sk, const struct mb
 		return;
 	/* st->peer is the other end's key: the client's address is the remote
 	 * end of the server socket's key, the local end of the client's. */
-	if (st->side == MB_SIDE_ACTIVE)
-		__builtin_memcpy(k.client_ip, st->peer.remote_ip, sizeof(k.client_ip));
-	else
-		__builtin_memcpy(k.client_ip, st->peer.local_ip, sizeof(k.client_ip));
-	__builtin_memcpy(k.server_ip, dst->ip, sizeof(k.server_ip));
-	k.server_port = dst->port;
-	k.netns_cookie = st->peer.netns_cookie;
+	mb_stream_key(&k, st->side == MB_SIDE_ACTIVE ? st->peer.remote_ip : st->peer.local_ip, dst,
+		      st->peer.netns_cookie);
 	nv.learned_ns = bpf_ktime_get_ns();
 	v = bpf_map_lookup_elem(&mb_streams, &k);
 	if (v) {

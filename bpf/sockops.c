@@ -75,10 +75,7 @@ static __always_inline int mb_stream_learned(const struct mb_sock_key *self,
 	struct mb_stream_key k = {};
 	struct mb_stream_value *v;
 
-	__builtin_memcpy(k.client_ip, active ? self->local_ip : self->remote_ip, sizeof(k.client_ip));
-	__builtin_memcpy(k.server_ip, dst->ip, sizeof(k.server_ip));
-	k.server_port = dst->port;
-	k.netns_cookie = self->netns_cookie;
+	mb_stream_key(&k, active ? self->local_ip : self->remote_ip, dst, self->netns_cookie);
 	v = bpf_map_lookup_elem(&mb_streams, &k);
 	if (!v || bpf_ktime_get_ns() - v->learned_ns >= MB_STREAM_LEARN_NS)
 		return 0;

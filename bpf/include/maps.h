@@ -72,6 +72,18 @@ struct {
 	__type(value, struct mb_stream_value);
 } mb_streams SEC(".maps");
 
+/* The mb_streams key of a pair: the connecting end's address, the destination,
+ * the namespace for loopback pairs (0 otherwise). sk_msg and sockops build it
+ * from different sides of the pair; this is the one layout both write. */
+static __always_inline void mb_stream_key(struct mb_stream_key *k, const __u32 client_ip[4],
+					  const struct mb_policy_key *dst, __u64 netns_cookie)
+{
+	__builtin_memcpy(k->client_ip, client_ip, sizeof(k->client_ip));
+	__builtin_memcpy(k->server_ip, dst->ip, sizeof(k->server_ip));
+	k->server_port = dst->port;
+	k->netns_cookie = netns_cookie;
+}
+
 /* Sidecar settings; one entry, all zero (= sidecar pairing off) until the
  * agent writes it. */
 struct {
